@@ -1,0 +1,222 @@
+#include "measure.h"
+#include "clang_llm_generated.h"
+
+#include "llvm/Analysis/AliasAnalysis.h"
+#include "llvm/Analysis/TargetLibraryInfo.h"
+#include "llvm/Analysis/TargetTransformInfo.h"
+#include "llvm/BinaryFormat/ELF.h"
+#include "llvm/Bitcode/BitcodeWriter.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Object/ELFObjectFile.h"
+#include "llvm/Object/ObjectFile.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Passes/StandardInstrumentations.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Support/xxhash.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+#include "llvm/TargetParser/Triple.h"
+#include "llvm/Transforms/Utils/Cloning.h"
+
+#include <mutex>
+
+using namespace llvm;
+
+namespace clang_llm {
+
+const char *ozPipeline() { return CLANG_LLM_OZ_PIPELINE; }
+const char *llvmVersion() { return CLANG_LLM_LLVM_VERSION; }
+
+Error checkPipeline(StringRef Pipeline, TargetMachine *TM) {
+  PassBuilder PB(TM);
+  ModulePassManager MPM;
+  return PB.parsePassPipeline(MPM, Pipeline);
+}
+
+Error runPipeline(Module &M, StringRef Pipeline, TargetMachine *TM) {
+  LoopAnalysisManager LAM;
+  FunctionAnalysisManager FAM;
+  CGSCCAnalysisManager CGAM;
+  ModuleAnalysisManager MAM;
+  // Clang registers the standard instrumentations; among them is the one that
+  // keeps passes off optnone functions, so leaving it out would change code.
+  PassInstrumentationCallbacks PIC;
+  StandardInstrumentations SI(M.getContext(), /*DebugLogging=*/false,
+                              /*VerifyEach=*/false);
+  SI.registerCallbacks(PIC, &MAM);
+  PassBuilder PB(TM, PipelineTuningOptions(), std::nullopt, &PIC);
+
+  // Library info from the module's triple, as clang builds it; per-function
+  // "no-builtins" attributes still apply on top.
+  TargetLibraryInfoImpl TLII(M.getTargetTriple());
+  FAM.registerPass([&] { return TargetLibraryAnalysis(TLII); });
+  FAM.registerPass([&] { return PB.buildDefaultAAPipeline(); });
+  PB.registerModuleAnalyses(MAM);
+  PB.registerCGSCCAnalyses(CGAM);
+  PB.registerFunctionAnalyses(FAM);
+  PB.registerLoopAnalyses(LAM);
+  PB.crossRegisterProxies(LAM, FAM, CGAM, MAM);
+
+  ModulePassManager MPM;
+  if (Error E = PB.parsePassPipeline(MPM, Pipeline))
+    return E;
+  MPM.run(M, MAM);
+  return Error::success();
+}
+
+void applyCodegenKnobs(TargetMachine &TM, const CodegenKnobs &Knobs) {
+  TM.Options.EnableMachineOutliner = Knobs.MachineOutliner;
+  if (!Knobs.MachineOutliner)
+    return;
+  // On x86 the outliner has no "target default" mode, so without "always" the
+  // TargetOptions bit alone adds nothing. The global only takes effect where the
+  // bit is set, so other target machines in the process are unaffected.
+  static std::once_flag Once;
+  std::call_once(Once, [] {
+    auto &Opts = cl::getRegisteredOptions();
+    auto It = Opts.find("enable-machine-outliner");
+    if (It != Opts.end())
+      It->second->addOccurrence(1, "enable-machine-outliner", "always");
+  });
+}
+
+std::unique_ptr<TargetMachine> cloneTargetMachine(const TargetMachine &Proto,
+                                                  const CodegenKnobs &Knobs) {
+  std::unique_ptr<TargetMachine> TM(Proto.getTarget().createTargetMachine(
+      Proto.getTargetTriple(), Proto.getTargetCPU(),
+      Proto.getTargetFeatureString(), Proto.Options,
+      Proto.getRelocationModel(), Proto.getCodeModel(), Proto.getOptLevel()));
+  if (TM)
+    applyCodegenKnobs(*TM, Knobs);
+  return TM;
+}
+
+static void initTargets() {
+  static std::once_flag Once;
+  std::call_once(Once, [] {
+    InitializeAllTargetInfos();
+    InitializeAllTargets();
+    InitializeAllTargetMCs();
+    InitializeAllAsmPrinters();
+    InitializeAllAsmParsers();
+  });
+}
+
+Expected<std::unique_ptr<TargetMachine>>
+createClangOzTargetMachine(const Module &M) {
+  initTargets();
+  Triple TT = M.getTargetTriple();
+  std::string Err;
+  const Target *T = TargetRegistry::lookupTarget(TT, Err);
+  if (!T)
+    return createStringError(inconvertibleErrorCode(), "%s", Err.c_str());
+  // clang passes the CPU and features it also writes as function attributes.
+  std::string CPU, Features;
+  for (const Function &F : M) {
+    if (F.isDeclaration())
+      continue;
+    if (CPU.empty() && F.hasFnAttribute("target-cpu"))
+      CPU = F.getFnAttribute("target-cpu").getValueAsString().str();
+    if (Features.empty() && F.hasFnAttribute("target-features"))
+      Features = F.getFnAttribute("target-features").getValueAsString().str();
+  }
+  TargetOptions Opts;
+  // The clang-22 defaults on Linux that TargetOptions does not share.
+  Opts.UseInitArray = true;
+  Opts.EmitAddrsig = true;
+  Opts.UniqueSectionNames = true;
+  std::unique_ptr<TargetMachine> TM(T->createTargetMachine(
+      TT, CPU, Features, Opts, Reloc::PIC_, std::nullopt,
+      CodeGenOptLevel::Default));
+  if (!TM)
+    return createStringError(inconvertibleErrorCode(),
+                             "cannot create a target machine for %s",
+                             TT.str().c_str());
+  return std::move(TM);
+}
+
+Expected<Sizes> objectSizes(StringRef ObjectBytes) {
+  auto Obj = object::ObjectFile::createObjectFile(
+      MemoryBufferRef(ObjectBytes, "<memory>"));
+  if (!Obj)
+    return Obj.takeError();
+  Sizes S;
+  for (const object::SectionRef &Sec : (*Obj)->sections()) {
+    auto *ELF = dyn_cast<object::ELFObjectFileBase>(Obj->get());
+    if (!ELF) {
+      if (Sec.isText())
+        S.Text += Sec.getSize();
+      else if (Sec.isData() || Sec.isBSS())
+        S.Data += Sec.getSize();
+      continue;
+    }
+    uint64_t Flags = object::ELFSectionRef(Sec).getFlags();
+    if (!(Flags & ELF::SHF_ALLOC))
+      continue;
+    if (Flags & ELF::SHF_EXECINSTR) {
+      S.Text += Sec.getSize();
+      continue;
+    }
+    Expected<StringRef> Name = Sec.getName();
+    if (Name && *Name == ".eh_frame")
+      continue;
+    if (!Name)
+      consumeError(Name.takeError());
+    S.Data += Sec.getSize();
+  }
+  return S;
+}
+
+Expected<Sizes> measure(const Module &M, StringRef Pipeline,
+                        const CodegenKnobs &Knobs, const TargetMachine &Proto) {
+  std::unique_ptr<Module> Copy = CloneModule(M);
+  std::unique_ptr<TargetMachine> TM = cloneTargetMachine(Proto, Knobs);
+  if (!TM)
+    return createStringError(inconvertibleErrorCode(),
+                             "cannot clone the target machine");
+  if (Error E = runPipeline(*Copy, Pipeline, TM.get()))
+    return std::move(E);
+  uint64_t Insts = countInstructions(*Copy);
+
+  // The same legacy codegen set-up clang uses after its middle end.
+  SmallVector<char, 0> Buffer;
+  raw_svector_ostream OS(Buffer);
+  legacy::PassManager CodeGen;
+  CodeGen.add(createTargetTransformInfoWrapperPass(TM->getTargetIRAnalysis()));
+  TargetLibraryInfoImpl TLII(Copy->getTargetTriple());
+  CodeGen.add(new TargetLibraryInfoWrapperPass(TLII));
+  if (TM->addPassesToEmitFile(CodeGen, OS, nullptr, CodeGenFileType::ObjectFile,
+                              /*DisableVerify=*/true))
+    return createStringError(inconvertibleErrorCode(),
+                             "the target cannot emit object files");
+  CodeGen.run(*Copy);
+
+  Expected<Sizes> S = objectSizes(StringRef(Buffer.data(), Buffer.size()));
+  if (S)
+    S->IRInstructions = Insts;
+  return S;
+}
+
+uint64_t countInstructions(const Module &M) {
+  uint64_t N = 0;
+  for (const Function &F : M)
+    N += F.getInstructionCount();
+  return N;
+}
+
+std::string contentHash(const Module &M) {
+  SmallVector<char, 0> Buffer;
+  raw_svector_ostream OS(Buffer);
+  WriteBitcodeToFile(M, OS);
+  uint64_t H = xxh3_64bits(StringRef(Buffer.data(), Buffer.size()));
+  std::string Out;
+  raw_string_ostream(Out) << format_hex_no_prefix(H, 16);
+  return Out;
+}
+
+} // namespace clang_llm

@@ -1,0 +1,69 @@
+// Shared by the pass plugin and the Python extension: everything that runs a
+// pipeline or measures code size goes through here, so that the numbers the data
+// engine learns from are the numbers clang would produce.
+#pragma once
+
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace llvm {
+class Module;
+class TargetMachine;
+} // namespace llvm
+
+namespace clang_llm {
+
+// Per-module code generator settings a decision may carry besides its pass pipeline.
+struct CodegenKnobs {
+  bool MachineOutliner = false;
+};
+
+struct Sizes {
+  uint64_t Text = 0;           // executable sections (.text and .text.*)
+  uint64_t Data = 0;           // other allocated sections except unwind tables
+  uint64_t IRInstructions = 0; // after the pipeline, before codegen
+};
+
+// Parses Pipeline with a PassBuilder built on TM; no IR is touched.
+llvm::Error checkPipeline(llvm::StringRef Pipeline, llvm::TargetMachine *TM);
+
+// Runs Pipeline on M in place with a fresh PassBuilder built on TM, the way clang
+// would run its own pipeline (same alias-analysis and library-info set-up).
+llvm::Error runPipeline(llvm::Module &M, llvm::StringRef Pipeline,
+                        llvm::TargetMachine *TM);
+
+// Makes Knobs take effect in TM's code generator. The outliner needs both the
+// TargetOptions bit and LLVM's global "always" mode on x86 (no target default).
+void applyCodegenKnobs(llvm::TargetMachine &TM, const CodegenKnobs &Knobs);
+
+// A target machine equivalent to Proto (same target, CPU, features, options,
+// relocation and code model, optimisation level) with Knobs applied.
+std::unique_ptr<llvm::TargetMachine>
+cloneTargetMachine(const llvm::TargetMachine &Proto, const CodegenKnobs &Knobs);
+
+// The target machine clang-22 -Oz -c creates for M (PIE, default code model,
+// codegen at -O2), for measuring outside clang.
+llvm::Expected<std::unique_ptr<llvm::TargetMachine>>
+createClangOzTargetMachine(const llvm::Module &M);
+
+// Runs Pipeline on a copy of M, generates an object in memory with a clone of TM
+// and returns its sizes. M itself is left untouched.
+llvm::Expected<Sizes> measure(const llvm::Module &M, llvm::StringRef Pipeline,
+                              const CodegenKnobs &Knobs,
+                              const llvm::TargetMachine &TM);
+
+// Object-code sizes of an in-memory ELF object.
+llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes);
+
+uint64_t countInstructions(const llvm::Module &M);
+
+// A content hash of M (xxh3 of its bitcode), as 16 hex digits.
+std::string contentHash(const llvm::Module &M);
+
+const char *ozPipeline();
+const char *llvmVersion();
+
+} // namespace clang_llm

@@ -1,0 +1,172 @@
+"""The candidate pipelines, kept as versioned data (data/candidates.json).
+
+This is the only place that knows what the candidates are: the policy back ends,
+verify mode, the fingerprint and (later) the data engine and model all import it.
+
+A candidate is a new-PM pass pipeline string plus the code generator knobs the
+plugin can set per module. clang's own -Oz pipeline (data/oz.pipeline, printed by
+``clang-22 -Oz -mllvm -print-pipeline-passes``) is always candidate "oz".
+
+``python -m clang_llm.pipelines rebuild`` regenerates candidates.json from
+oz.pipeline with the derivations below; ``rank`` reorders it from a measurement
+report (bench/fixed_pipelines.py writes one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import resources
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    passes: str
+    machine_outliner: bool = False
+    # Set only once the pipeline passed the validation gate (determinism, the
+    # packages' own test suites); the plugin trial-runs anything else in a
+    # forked child before trusting it.
+    validated: bool = False
+    note: str = ""
+
+
+def _data(name: str) -> str:
+    return resources.files("clang_llm").joinpath("data", name).read_text()
+
+
+@cache
+def oz_pipeline() -> str:
+    return _data("oz.pipeline").strip()
+
+
+@cache
+def _load() -> tuple[dict, tuple[Candidate, ...]]:
+    raw = json.loads(_data("candidates.json"))
+    if raw.get("format") != FORMAT_VERSION:
+        raise ValueError(f"candidates.json has format {raw.get('format')}, expected {FORMAT_VERSION}")
+    cands = tuple(Candidate(**c) for c in raw["candidates"])
+    if not cands or cands[0].name != "oz" or cands[0].passes != oz_pipeline():
+        raise ValueError("candidates.json must start with clang's -Oz pipeline (data/oz.pipeline)")
+    return raw, cands
+
+
+def candidates() -> tuple[Candidate, ...]:
+    """All candidates; "oz" first, then in order of measured quality."""
+    return _load()[1]
+
+
+def by_name(name: str) -> Candidate:
+    for c in candidates():
+        if c.name == name:
+            return c
+    raise KeyError(f"no candidate pipeline named {name!r}")
+
+
+def best_fixed() -> Candidate:
+    """The single fixed pipeline that measured smallest on our measurement set."""
+    return by_name(_load()[0]["best_fixed"])
+
+
+def find(passes: str, machine_outliner: bool) -> Candidate | None:
+    for c in candidates():
+        if c.passes == passes and c.machine_outliner == machine_outliner:
+            return c
+    return None
+
+
+def set_hash() -> str:
+    """Identifies the candidate set (for the fingerprint and model metadata)."""
+    return hashlib.sha256(_data("candidates.json").encode()).hexdigest()[:16]
+
+
+# --- derivations from clang's pipeline --------------------------------------
+
+_FIRST_SIMPLIFYCFG = re.compile(r"simplifycfg<([^>]*)>")
+
+
+def with_sink_common_insts(passes: str) -> str:
+    """Turn on sink-common-insts in the first simplifycfg only (the early cleanup)."""
+    m = _FIRST_SIMPLIFYCFG.search(passes)
+    if not m or "no-sink-common-insts" not in m.group(1):
+        raise ValueError("pipeline has no early simplifycfg with no-sink-common-insts")
+    params = m.group(1).replace("no-sink-common-insts", "sink-common-insts", 1)
+    return passes[: m.start(1)] + params + passes[m.end(1):]
+
+
+def appended(passes: str, *extra: str) -> str:
+    return ",".join([passes, *extra])
+
+
+def derived_candidates() -> list[Candidate]:
+    oz = oz_pipeline()
+    sink = with_sink_common_insts(oz)
+    base = [
+        Candidate("oz", oz, validated=True, note="clang-22 -Oz, exactly"),
+        Candidate("oz+sink", sink, note="sink-common-insts in the first simplifycfg"),
+        Candidate("oz+iroutliner", appended(oz, "iroutliner")),
+        Candidate("oz+sink+iroutliner", appended(sink, "iroutliner")),
+        Candidate("oz+mergefunc", appended(oz, "mergefunc")),
+        Candidate("oz+sink+iroutliner+mergefunc", appended(sink, "iroutliner", "mergefunc")),
+    ]
+    with_mo = [
+        Candidate(c.name + "+mo", c.passes, machine_outliner=True,
+                  note=(c.note + "; " if c.note else "") + "machine outliner in codegen")
+        for c in base
+    ]
+    return base + with_mo
+
+
+def write(cands: list[Candidate], best: str, provenance: dict) -> str:
+    doc = {
+        "format": FORMAT_VERSION,
+        "llvm": "22.1",
+        "best_fixed": best,
+        "provenance": provenance,
+        "candidates": [asdict(c) for c in cands],
+    }
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="python -m clang_llm.pipelines")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="print the candidate set")
+    rb = sub.add_parser("rebuild", help="regenerate candidates.json from oz.pipeline")
+    rb.add_argument("--report", type=Path, help="fixed-pipeline report (JSON) to rank and validate by")
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        for c in candidates():
+            flag = "validated" if c.validated else "unvalidated"
+            print(f"{c.name:32} {flag:12} outliner={int(c.machine_outliner)} {len(c.passes)} chars")
+        return 0
+    cands = derived_candidates()
+    best, provenance = "oz", {"note": "unranked: no report given"}
+    if args.report:
+        rep = json.loads(args.report.read_text())
+        score = {r["name"]: r for r in rep["pipelines"]}
+        ok = {n for n, r in score.items() if r.get("validated")}
+        cands = [Candidate(c.name, c.passes, c.machine_outliner, c.name in ok or c.name == "oz", c.note)
+                 for c in cands]
+        rest = sorted(cands[1:], key=lambda c: score.get(c.name, {}).get("geomean_ratio", 9.0))
+        cands = [cands[0], *rest]
+        eligible = [c for c in rest if c.validated]
+        best = eligible[0].name if eligible and score[eligible[0].name]["geomean_ratio"] < 1.0 else "oz"
+        provenance = {k: rep[k] for k in ("date", "machine", "modules", "command") if k in rep}
+    # The source tree's copy (also right for an editable install).
+    out = Path(__file__).with_name("data") / "candidates.json"
+    out.write_text(write(cands, best, provenance))
+    print(f"wrote {out} ({len(cands)} candidates, best fixed: {best})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

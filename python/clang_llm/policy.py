@@ -1,0 +1,222 @@
+"""The policy: the one entry point the plugin calls for every module.
+
+``plugin_entry(module)`` receives the plugin's handle on an LLVM module (see
+cpp/plugin.cpp: source_filename, content_hash(), ir_text(), bitcode(),
+check(passes), trial(passes), measure(passes, machine_outliner)) and returns a
+Decision. Back ends rank candidate pipelines; this module turns a ranking into one
+decision (top-1, or in verify mode the measured smallest of the top-k and clang's
+-Oz), applies the fallback rules and writes the decision log.
+
+Configuration (environment, so the same settings reach opt and clang):
+  CLANG_LLM_POLICY     oz | fixed | best-fixed (default) | /path/to/policy.py
+  CLANG_LLM_PIPELINE   the pipeline for `fixed` (or CLANG_LLM_PIPELINE_FILE)
+  CLANG_LLM_MODE       "verify" to measure the top-k (the driver sets it for -Oz-llm=verify)
+  CLANG_LLM_VERIFY_K   how many ranked candidates verify mode measures (default 4)
+  CLANG_LLM_LOG        append one JSON line per module to this file
+  CLANG_LLM_STRICT     1: any fallback is an error (tests use it)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from . import pipelines
+
+DEFAULT_BACKEND = "best-fixed"
+DEFAULT_VERIFY_K = 4
+
+
+class PolicyError(Exception):
+    """The learned part cannot give a decision; the caller falls back to -Oz."""
+
+
+@dataclass
+class Decision:
+    passes: str
+    machine_outliner: bool = False
+    name: str = "custom"
+    fallback: str | None = None
+    measured: dict = field(default_factory=dict)
+
+
+def strict() -> bool:
+    return os.environ.get("CLANG_LLM_STRICT", "") not in ("", "0")
+
+
+# --- back ends: each returns candidates, best first ---------------------------
+
+def _oz(_module) -> list[pipelines.Candidate]:
+    return [pipelines.by_name("oz")]
+
+
+def _best_fixed(_module) -> list[pipelines.Candidate]:
+    best = pipelines.best_fixed()
+    return [best, *(c for c in pipelines.candidates() if c != best)]
+
+
+def _fixed(_module) -> list[pipelines.Candidate]:
+    text = os.environ.get("CLANG_LLM_PIPELINE")
+    if text is None:
+        path = os.environ.get("CLANG_LLM_PIPELINE_FILE")
+        if not path:
+            raise PolicyError("the fixed back end needs CLANG_LLM_PIPELINE or CLANG_LLM_PIPELINE_FILE")
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise PolicyError(f"cannot read pipeline file {path}: {e}") from e
+    text = text.strip()
+    if not text:
+        raise PolicyError("the fixed pipeline is empty")
+    known = pipelines.find(text, False)
+    return [known or pipelines.Candidate("fixed", text)]
+
+
+def _from_file(path: str):
+    """A user policy: a Python file defining choose(module) -> str | list[str]."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("clang_llm_user_policy", path)
+    if spec is None or spec.loader is None:
+        raise PolicyError(f"cannot load policy file {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def backend(module):
+        out = mod.choose(module)
+        items = [out] if isinstance(out, str) else list(out)
+        return [pipelines.find(p, False) or pipelines.Candidate("custom", p) for p in items]
+
+    return backend
+
+
+BACKENDS = {"oz": _oz, "best-fixed": _best_fixed, "fixed": _fixed}
+
+
+def backend_name() -> str:
+    return os.environ.get("CLANG_LLM_POLICY", "") or DEFAULT_BACKEND
+
+
+def _backend(name: str):
+    if name in BACKENDS:
+        return BACKENDS[name]
+    if name.endswith(".py"):
+        return _from_file(name)
+    raise PolicyError(f"unknown policy back end {name!r} (expected one of {', '.join(BACKENDS)} or a .py file)")
+
+
+# --- turning a ranking into a decision ---------------------------------------
+
+def _usable(module, cand: pipelines.Candidate) -> str | None:
+    """None if cand may run on this module, else why not."""
+    if cand.name == "oz":
+        return None
+    err = module.check(cand.passes)
+    if err:
+        return f"pipeline does not parse: {err}"
+    if not cand.validated:
+        # Not in the validated set: run it once in a forked child first, so an
+        # LLVM abort or broken IR costs a fallback instead of the build.
+        return module.trial(cand.passes)
+    return None
+
+
+def _decide_top1(module, ranked) -> Decision:
+    cand = ranked[0]
+    why = _usable(module, cand)
+    if why:
+        raise PolicyError(f"{cand.name}: {why}")
+    return Decision(cand.passes, cand.machine_outliner, cand.name)
+
+
+def _decide_verify(module, ranked, k: int) -> Decision:
+    """Measure the top-k and clang's -Oz on copies; keep the smallest .text.
+
+    -Oz is always measured and wins ties, so no module can come out larger than
+    under -Oz (the measurement is the same code generator clang then runs).
+    """
+    oz = pipelines.by_name("oz")
+    trying = [oz] + [c for c in ranked if c.name != "oz"][:k]
+    measured, best, best_text = {}, oz, None
+    for cand in trying:
+        why = _usable(module, cand)
+        if why:
+            measured[cand.name] = {"error": why}
+            continue
+        try:
+            sizes = module.measure(cand.passes, cand.machine_outliner)
+        except Exception as e:  # one failing candidate costs only itself
+            measured[cand.name] = {"error": str(e)}
+            continue
+        measured[cand.name] = sizes
+        if best_text is None or sizes["text"] < best_text:
+            best, best_text = cand, sizes["text"]
+    if "text" not in measured.get("oz", {}):
+        raise PolicyError("could not measure clang's -Oz pipeline")
+    return Decision(best.passes, best.machine_outliner, best.name, measured=measured)
+
+
+def decide(module) -> Decision:
+    name = backend_name()
+    ranked = _backend(name)(module)
+    if not ranked:
+        raise PolicyError(f"back end {name} returned no pipeline")
+    if os.environ.get("CLANG_LLM_MODE", "") == "verify":
+        try:
+            k = int(os.environ.get("CLANG_LLM_VERIFY_K", DEFAULT_VERIFY_K))
+        except ValueError:
+            raise PolicyError("CLANG_LLM_VERIFY_K must be an integer") from None
+        return _decide_verify(module, ranked, max(k, 1))
+    return _decide_top1(module, ranked)
+
+
+def _log(module, decision: Decision, seconds: float) -> None:
+    path = os.environ.get("CLANG_LLM_LOG")
+    if not path:
+        return
+    entry = {
+        "time": time.time(),
+        "source": module.source_filename,
+        "module": module.name,
+        "hash": module.content_hash(),
+        "route": module.route,
+        "backend": backend_name(),
+        "mode": os.environ.get("CLANG_LLM_MODE", "") or "top1",
+        "pipeline": decision.name,
+        "machine_outliner": decision.machine_outliner,
+        "fallback": decision.fallback,
+        "policy_ms": round(seconds * 1000, 3),
+    }
+    if decision.name in ("custom", "fixed"):
+        entry["passes"] = decision.passes
+    if decision.measured:
+        entry["measured"] = decision.measured
+    import fcntl
+
+    # One write per line under an exclusive lock: make -j appends concurrently.
+    with open(path, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(entry) + "\n")
+
+
+def plugin_entry(module) -> Decision:
+    """Called by the plugin once per module. Never raises, except in strict mode."""
+    start = time.perf_counter()
+    try:
+        decision = decide(module)
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}" if not isinstance(e, PolicyError) else str(e)
+        reason = " ".join(reason.split())
+        if strict():
+            _log(module, Decision(pipelines.oz_pipeline(), name="oz", fallback=reason),
+                 time.perf_counter() - start)
+            raise
+        print(f"clang-llm: warning: using clang's -Oz pipeline for '{module.source_filename}': {reason}",
+              file=sys.stderr)
+        decision = Decision(pipelines.oz_pipeline(), name="oz", fallback=reason)
+    _log(module, decision, time.perf_counter() - start)
+    return decision
