@@ -128,18 +128,19 @@ def _expand_response_files(args: list[str], depth: int = 0) -> list[str]:
     return out
 
 
-def _mentions_flag(args: list[str]) -> bool:
-    """Does -Oz-llm appear, directly or inside a response file? Reads no file needlessly."""
+def _mentions_flag(args: list[str], depth: int = 0) -> bool:
+    """Does -Oz-llm appear, directly or in a (nested) response file? Reads only @files."""
     for a in args:
         if a.startswith(FLAG):
             return True
-        if a.startswith("@") and len(a) > 1 and os.path.isfile(a[1:]):
+        if depth < 20 and a.startswith("@") and len(a) > 1 and os.path.isfile(a[1:]):
             try:
                 with open(a[1:], encoding="utf-8", errors="surrogateescape") as f:
-                    if FLAG in f.read():
-                        return True
+                    text = f.read()
             except OSError:
-                pass
+                continue
+            if FLAG in text or ("@" in text and _mentions_flag(_tokenize_gnu(text), depth + 1)):
+                return True
     return False
 
 
@@ -290,7 +291,9 @@ def _emit_llvm(clang: str, plan: Plan, env: dict[str, str]) -> int:
         if rc != 0:
             return rc
         opt = _paths.find_tool("opt")
-        cmd = [opt, f"-load-pass-plugin={plugin_arg.split('=', 1)[1]}", "-passes=llm-oz", raw, "-o", out]
+        # clang never names values in release builds; match its output exactly.
+        cmd = [opt, "--discard-value-names", f"-load-pass-plugin={plugin_arg.split('=', 1)[1]}",
+               "-passes=llm-oz", raw, "-o", out]
         if text:
             cmd.append("-S")
         return subprocess.call(cmd, env=env)

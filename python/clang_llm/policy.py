@@ -9,7 +9,8 @@ decision (top-1, or in verify mode the measured smallest of the top-k and clang'
 
 Configuration (environment, so the same settings reach opt and clang):
   CLANG_LLM_POLICY     oz | fixed | best-fixed (default) | /path/to/policy.py
-  CLANG_LLM_PIPELINE   the pipeline for `fixed` (or CLANG_LLM_PIPELINE_FILE)
+  CLANG_LLM_PIPELINE   the pipeline for `fixed`: a pass pipeline or a candidate's name
+                       (or CLANG_LLM_PIPELINE_FILE, a file holding either)
   CLANG_LLM_MODE       "verify" to measure the top-k (the driver sets it for -Oz-llm=verify)
   CLANG_LLM_VERIFY_K   how many ranked candidates verify mode measures (default 4)
   CLANG_LLM_LOG        append one JSON line per module to this file
@@ -72,12 +73,21 @@ def _fixed(_module) -> list[pipelines.Candidate]:
     text = text.strip()
     if not text:
         raise PolicyError("the fixed pipeline is empty")
-    known = pipelines.find(text, False)
+    # A candidate's name also selects its code generator knobs (e.g. "oz+sink+mo").
+    known = _by_name_or_none(text) or pipelines.find(text, False)
     return [known or pipelines.Candidate("fixed", text)]
 
 
+def _by_name_or_none(text: str) -> pipelines.Candidate | None:
+    try:
+        return pipelines.by_name(text)
+    except KeyError:
+        return None
+
+
 def _from_file(path: str):
-    """A user policy: a Python file defining choose(module) -> str | list[str]."""
+    """A user policy: a Python file defining choose(module) -> str | list[str] of
+    pipelines or candidate names, best first."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("clang_llm_user_policy", path)
@@ -89,7 +99,8 @@ def _from_file(path: str):
     def backend(module):
         out = mod.choose(module)
         items = [out] if isinstance(out, str) else list(out)
-        return [pipelines.find(p, False) or pipelines.Candidate("custom", p) for p in items]
+        return [_by_name_or_none(p) or pipelines.find(p, False) or pipelines.Candidate("custom", p)
+                for p in items]
 
     return backend
 

@@ -1,0 +1,64 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent  # the venv's bin: clang-llm lives next to python
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**extra) -> dict:
+    """The environment a user's build would have: no clang-llm settings leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLANG_LLM_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run(cmd, env=None, check=True, **kw):
+    r = subprocess.run([str(c) for c in cmd], env=env or clean_env(), capture_output=True, **kw)
+    if check and r.returncode != 0:
+        err = r.stderr.decode(errors="replace") if isinstance(r.stderr, bytes) else r.stderr
+        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{err[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope="session")
+def clang():
+    path = shutil.which("clang-22")
+    if not path:
+        pytest.skip("clang-22 is not installed (run scripts/setup.sh)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def opt():
+    path = shutil.which("opt-22")
+    if not path:
+        pytest.skip("opt-22 is not installed (run scripts/setup.sh)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    from clang_llm import _paths
+
+    return _paths.plugin_path()
+
+
+@pytest.fixture(scope="session")
+def lua_sources(tmp_path_factory):
+    """Real translation units: Lua 5.4's interpreter and library, from Debian's
+    source package (cached between runs by clang_llm.debsrc)."""
+    from clang_llm import debsrc
+
+    try:
+        tree = debsrc.extract("lua5.4", tmp_path_factory.mktemp("lua"))
+    except Exception as e:  # no mirror reachable: this tier cannot run here
+        pytest.skip(f"cannot fetch Debian source package lua5.4: {e}")
+    files = sorted((tree / "src").glob("*.c"))
+    assert len(files) >= 20, files
+    return files
