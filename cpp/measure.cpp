@@ -5,7 +5,6 @@
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/Analysis/TargetTransformInfo.h"
 #include "llvm/BinaryFormat/ELF.h"
-#include "llvm/Bitcode/BitcodeWriter.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
@@ -210,10 +209,16 @@ uint64_t countInstructions(const Module &M) {
 }
 
 std::string contentHash(const Module &M) {
-  SmallVector<char, 0> Buffer;
-  raw_svector_ostream OS(Buffer);
-  WriteBitcodeToFile(M, OS);
-  uint64_t H = xxh3_64bits(StringRef(Buffer.data(), Buffer.size()));
+  // Over the printed IR, not the bitcode: the same module read back by opt
+  // encodes to different bitcode bytes than clang's in-memory one, while its
+  // text is identical. The ModuleID line names the file, not the content.
+  std::string Text;
+  raw_string_ostream OS(Text);
+  M.print(OS, nullptr);
+  StringRef Body(Text);
+  if (Body.starts_with("; ModuleID"))
+    Body = Body.split('\n').second;
+  uint64_t H = xxh3_64bits(Body);
   std::string Out;
   raw_string_ostream(Out) << format_hex_no_prefix(H, 16);
   return Out;

@@ -60,7 +60,8 @@ llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes);
 
 uint64_t countInstructions(const llvm::Module &M);
 
-// A content hash of M (xxh3 of its bitcode), as 16 hex digits.
+// A content hash of M (xxh3 of its printed IR without the ModuleID line), as
+// 16 hex digits: equal for the same module in clang, opt and the extension.
 std::string contentHash(const llvm::Module &M);
 
 const char *ozPipeline();

@@ -18,6 +18,7 @@
 #include "llvm/Bitcode/BitcodeWriter.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Plugins/PassPlugin.h"
+#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 
@@ -27,7 +28,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -202,6 +205,20 @@ std::optional<std::string> ModuleHandle::trial(const std::string &Passes) const 
     if (Pid == 0) {
       close(Fds[0]);
       dup2(Fds[1], STDERR_FILENO);
+      // The child must die quietly: the host's crash and fatal-error handlers
+      // would delete the parent's registered output files on their way out.
+      for (int Sig : {SIGSEGV, SIGABRT, SIGILL, SIGBUS, SIGFPE, SIGTRAP, SIGALRM})
+        signal(Sig, SIG_DFL);
+      remove_fatal_error_handler();
+      install_fatal_error_handler(
+          [](void *, const char *Reason, bool) {
+            static const char Prefix[] = "LLVM ERROR: ";
+            (void)!write(STDERR_FILENO, Prefix, sizeof Prefix - 1);
+            (void)!write(STDERR_FILENO, Reason, strlen(Reason));
+            (void)!write(STDERR_FILENO, "\n", 1);
+            _exit(3);
+          },
+          nullptr);
       alarm(600);
       if (Error E = clang_llm::runPipeline(*M, Passes, TM)) {
         errs() << toString(std::move(E)) << "\n";

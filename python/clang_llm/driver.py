@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 from . import _paths
 
@@ -70,14 +69,17 @@ class UsageError(Exception):
     """A mistake in how clang-llm was called (exit status 1, like clang's)."""
 
 
-@dataclass
 class Plan:
-    args: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    # -emit-llvm: clang writes unoptimised IR, opt runs the plugin (see emit_llvm_steps).
-    emit_llvm: bool = False
-    used_plugin: bool = False
+    """What to run: clang's arguments, extra environment, notes for stderr.
+    (A plain class: importing dataclasses costs more than the driver may add.)"""
+
+    def __init__(self, args: list[str]):
+        self.args = args
+        self.env: dict[str, str] = {}
+        self.notes: list[str] = []
+        # -emit-llvm: clang writes unoptimised IR and opt-22 runs the plugin (_emit_llvm).
+        self.emit_llvm = False
+        self.used_plugin = False
 
 
 # --- response files -----------------------------------------------------------
@@ -151,14 +153,14 @@ def _is_opt_level(a: str) -> bool:
                                    or a == FLAG or a.startswith(FLAG + "="))
 
 
-@dataclass
 class _Scan:
-    last_opt: int = -1              # index of the winning -O flag
-    llm_indices: list[int] = field(default_factory=list)
-    inputs: list[tuple[str, str]] = field(default_factory=list)  # (path, kind)
-    flags: set[str] = field(default_factory=set)
-    output: str | None = None
-    blockers: list[str] = field(default_factory=list)
+    def __init__(self):
+        self.last_opt = -1  # index of the winning -O flag
+        self.llm_indices: list[int] = []
+        self.inputs: list[tuple[str, str]] = []  # (path, kind)
+        self.flags: set[str] = set()
+        self.output: str | None = None
+        self.blockers: list[str] = []
 
 
 def _input_kind(path: str, lang: str | None) -> str:

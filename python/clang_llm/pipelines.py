@@ -14,30 +14,26 @@ report (bench/fixed_pipelines.py writes one).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from dataclasses import asdict, dataclass
+from collections import namedtuple
 from functools import cache
-from importlib import resources
+
+from . import _paths
 
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Candidate:
-    name: str
-    passes: str
-    machine_outliner: bool = False
-    # Set only once the pipeline passed the validation gate (determinism, the
-    # packages' own test suites); the plugin trial-runs anything else in a
-    # forked child before trusting it.
-    validated: bool = False
-    note: str = ""
+# validated: set only once the pipeline passed the validation gate
+# (bench/fixed_pipelines.py: parses, deterministic, no failures); the plugin
+# trial-runs anything else in a forked child before trusting it.
+# (collections.namedtuple, not typing.NamedTuple: the plugin imports this module
+# in every compiler process, and typing alone costs milliseconds.)
+Candidate = namedtuple("Candidate", "name passes machine_outliner validated note",
+                       defaults=(False, False, ""))
 
 
 def _data(name: str) -> str:
-    return resources.files("clang_llm").joinpath("data", name).read_text()
+    return _paths.read_shipped("data", name)
 
 
 @cache
@@ -82,17 +78,18 @@ def find(passes: str, machine_outliner: bool) -> Candidate | None:
 
 def set_hash() -> str:
     """Identifies the candidate set (for the fingerprint and model metadata)."""
+    import hashlib
+
     return hashlib.sha256(_data("candidates.json").encode()).hexdigest()[:16]
 
 
 # --- derivations from clang's pipeline --------------------------------------
 
-_FIRST_SIMPLIFYCFG = re.compile(r"simplifycfg<([^>]*)>")
-
-
 def with_sink_common_insts(passes: str) -> str:
     """Turn on sink-common-insts in the first simplifycfg only (the early cleanup)."""
-    m = _FIRST_SIMPLIFYCFG.search(passes)
+    import re
+
+    m = re.search(r"simplifycfg<([^>]*)>", passes)
     if not m or "no-sink-common-insts" not in m.group(1):
         raise ValueError("pipeline has no early simplifycfg with no-sink-common-insts")
     params = m.group(1).replace("no-sink-common-insts", "sink-common-insts", 1)
@@ -128,7 +125,7 @@ def write(cands: list[Candidate], best: str, provenance: dict) -> str:
         "llvm": "22.1",
         "best_fixed": best,
         "provenance": provenance,
-        "candidates": [asdict(c) for c in cands],
+        "candidates": [c._asdict() for c in cands],
     }
     return json.dumps(doc, indent=1) + "\n"
 
@@ -154,8 +151,7 @@ def _main(argv: list[str] | None = None) -> int:
         rep = json.loads(args.report.read_text())
         score = {r["name"]: r for r in rep["pipelines"]}
         ok = {n for n, r in score.items() if r.get("validated")}
-        cands = [Candidate(c.name, c.passes, c.machine_outliner, c.name in ok or c.name == "oz", c.note)
-                 for c in cands]
+        cands = [c._replace(validated=c.name in ok or c.name == "oz") for c in cands]
         rest = sorted(cands[1:], key=lambda c: score.get(c.name, {}).get("geomean_ratio", 9.0))
         cands = [cands[0], *rest]
         eligible = [c for c in rest if c.validated]

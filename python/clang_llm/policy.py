@@ -19,11 +19,9 @@ Configuration (environment, so the same settings reach opt and clang):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 
 from . import pipelines
 
@@ -35,13 +33,18 @@ class PolicyError(Exception):
     """The learned part cannot give a decision; the caller falls back to -Oz."""
 
 
-@dataclass
 class Decision:
-    passes: str
-    machine_outliner: bool = False
-    name: str = "custom"
-    fallback: str | None = None
-    measured: dict = field(default_factory=dict)
+    """What the plugin runs. The plugin reads .passes and .machine_outliner."""
+
+    __slots__ = ("passes", "machine_outliner", "name", "fallback", "measured")
+
+    def __init__(self, passes: str, machine_outliner: bool = False, name: str = "custom",
+                 fallback: str | None = None, measured: dict | None = None):
+        self.passes = passes
+        self.machine_outliner = machine_outliner
+        self.name = name
+        self.fallback = fallback
+        self.measured = measured or {}
 
 
 def strict() -> bool:
@@ -207,6 +210,7 @@ def _log(module, decision: Decision, seconds: float) -> None:
     if decision.measured:
         entry["measured"] = decision.measured
     import fcntl
+    import json
 
     # One write per line under an exclusive lock: make -j appends concurrently.
     with open(path, "a", encoding="utf-8") as f:
