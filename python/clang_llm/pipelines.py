@@ -1,4 +1,4 @@
-"""The candidate pipelines, kept as versioned data (data/candidates.json).
+"""The candidate pipelines, kept as versioned data (data/candidates.tsv).
 
 This is the only place that knows what the candidates are: the policy back ends,
 verify mode, the fingerprint and (later) the data engine and model all import it.
@@ -7,14 +7,19 @@ A candidate is a new-PM pass pipeline string plus the code generator knobs the
 plugin can set per module. clang's own -Oz pipeline (data/oz.pipeline, printed by
 ``clang-22 -Oz -mllvm -print-pipeline-passes``) is always candidate "oz".
 
-``python -m clang_llm.pipelines rebuild`` regenerates candidates.json from
-oz.pipeline with the derivations below; ``rank`` reorders it from a measurement
-report (bench/fixed_pipelines.py writes one).
+``python -m clang_llm.pipelines rebuild [--report FILE]`` regenerates
+candidates.tsv from oz.pipeline with the derivations below, ranked and validated
+by a measurement report (bench/fixed_pipelines.py writes one).
+
+The file is tab-separated text rather than JSON because the plugin reads it in
+every compiler process, and importing json (with re) costs more than parsing
+this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
+provenance), then a header row and one row per candidate:
+name, machine_outliner (0/1), validated (0/1), note, passes.
 """
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from functools import cache
 
@@ -41,15 +46,41 @@ def oz_pipeline() -> str:
     return _data("oz.pipeline").strip()
 
 
+COLUMNS = ("name", "machine_outliner", "validated", "note", "passes")
+
+
+def parse(text: str) -> tuple[dict, tuple[Candidate, ...]]:
+    meta: dict[str, str] = {}
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            key, _, value = line[1:].partition("\t")
+            meta[key] = value
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(COLUMNS):
+            raise ValueError(f"candidates.tsv line {n}: expected {len(COLUMNS)} tab-separated fields")
+        if tuple(fields) == COLUMNS:
+            continue
+        name, mo, ok, note, passes = fields
+        if mo not in ("0", "1") or ok not in ("0", "1"):
+            raise ValueError(f"candidates.tsv line {n}: flags must be 0 or 1")
+        rows.append(Candidate(name, passes, mo == "1", ok == "1", note))
+    if meta.get("format") != str(FORMAT_VERSION):
+        raise ValueError(f"candidates.tsv has format {meta.get('format')}, expected {FORMAT_VERSION}")
+    return meta, tuple(rows)
+
+
 @cache
 def _load() -> tuple[dict, tuple[Candidate, ...]]:
-    raw = json.loads(_data("candidates.json"))
-    if raw.get("format") != FORMAT_VERSION:
-        raise ValueError(f"candidates.json has format {raw.get('format')}, expected {FORMAT_VERSION}")
-    cands = tuple(Candidate(**c) for c in raw["candidates"])
+    meta, cands = parse(_data("candidates.tsv"))
     if not cands or cands[0].name != "oz" or cands[0].passes != oz_pipeline():
-        raise ValueError("candidates.json must start with clang's -Oz pipeline (data/oz.pipeline)")
-    return raw, cands
+        raise ValueError("candidates.tsv must start with clang's -Oz pipeline (data/oz.pipeline)")
+    if meta.get("best_fixed") not in {c.name for c in cands}:
+        raise ValueError(f"candidates.tsv names an unknown best_fixed {meta.get('best_fixed')!r}")
+    return meta, cands
 
 
 def candidates() -> tuple[Candidate, ...]:
@@ -80,7 +111,7 @@ def set_hash() -> str:
     """Identifies the candidate set (for the fingerprint and model metadata)."""
     import hashlib
 
-    return hashlib.sha256(_data("candidates.json").encode()).hexdigest()[:16]
+    return hashlib.sha256(_data("candidates.tsv").encode()).hexdigest()[:16]
 
 
 # --- derivations from clang's pipeline --------------------------------------
@@ -120,14 +151,15 @@ def derived_candidates() -> list[Candidate]:
 
 
 def write(cands: list[Candidate], best: str, provenance: dict) -> str:
-    doc = {
-        "format": FORMAT_VERSION,
-        "llvm": "22.1",
-        "best_fixed": best,
-        "provenance": provenance,
-        "candidates": [c._asdict() for c in cands],
-    }
-    return json.dumps(doc, indent=1) + "\n"
+    import json
+
+    lines = [f"#format\t{FORMAT_VERSION}", "#llvm\t22.1", f"#best_fixed\t{best}",
+             f"#provenance\t{json.dumps(provenance, sort_keys=True)}", "\t".join(COLUMNS)]
+    for c in cands:
+        if "\t" in c.note or "\n" in c.note or "\t" in c.passes:
+            raise ValueError(f"candidate {c.name}: tabs and newlines cannot be stored")
+        lines.append("\t".join([c.name, str(int(c.machine_outliner)), str(int(c.validated)), c.note, c.passes]))
+    return "\n".join(lines) + "\n"
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -137,9 +169,11 @@ def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m clang_llm.pipelines")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="print the candidate set")
-    rb = sub.add_parser("rebuild", help="regenerate candidates.json from oz.pipeline")
+    rb = sub.add_parser("rebuild", help="regenerate candidates.tsv from oz.pipeline")
     rb.add_argument("--report", type=Path, help="fixed-pipeline report (JSON) to rank and validate by")
     args = ap.parse_args(argv)
+    import json
+
     if args.cmd == "list":
         for c in candidates():
             flag = "validated" if c.validated else "unvalidated"
@@ -158,7 +192,7 @@ def _main(argv: list[str] | None = None) -> int:
         best = eligible[0].name if eligible and score[eligible[0].name]["geomean_ratio"] < 1.0 else "oz"
         provenance = {k: rep[k] for k in ("date", "machine", "modules", "command") if k in rep}
     # The source tree's copy (also right for an editable install).
-    out = Path(__file__).with_name("data") / "candidates.json"
+    out = Path(__file__).with_name("data") / "candidates.tsv"
     out.write_text(write(cands, best, provenance))
     print(f"wrote {out} ({len(cands)} candidates, best fixed: {best})")
     return 0

@@ -58,6 +58,27 @@ def test_opt_route_matches_clang_route(lua_sources, clang, opt, plugin, tmp_path
     assert len({e["pipeline"] for e in a}) > 1, "the test policy should have made different choices"
 
 
+# --- the shipped candidates ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lua_modules(lua_sources, clang, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bc")
+    mods = []
+    for src in lua_sources[::8]:
+        bc = out / f"{src.stem}.bc"
+        run([clang, "-Oz", *LUA_DEFS, "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-c", src, "-o", bc])
+        mods.append(_core.LoadedModule(bc.read_bytes(), str(bc)))
+    return mods
+
+
+@pytest.mark.parametrize("cand", pipelines.candidates(), ids=lambda c: c.name)
+def test_every_candidate_parses_and_is_deterministic(cand, lua_modules):
+    for m in lua_modules:
+        assert m.check(cand.passes) is None
+        first = m.measure(cand.passes, cand.machine_outliner)
+        assert m.measure(cand.passes, cand.machine_outliner) == first
+
+
 # --- measuring is what clang produces ------------------------------------------------
 
 @pytest.mark.parametrize("name", ["oz", "oz+sink+iroutliner", "oz+sink+iroutliner+mo"])

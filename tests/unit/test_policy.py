@@ -1,0 +1,197 @@
+"""The policy's decision rules and the candidate data, with a fake module handle."""
+
+import json
+
+import pytest
+
+from clang_llm import pipelines, policy
+
+
+class FakeModule:
+    """Stands in for the plugin's handle: sizes per pipeline name are given."""
+
+    route = "test"
+    name = source_filename = "fake.c"
+
+    def __init__(self, sizes=None, broken=(), trial_fails=()):
+        self.sizes, self.broken, self.trial_fails = sizes or {}, set(broken), set(trial_fails)
+        self.measured, self.trials = [], []
+
+    def content_hash(self):
+        return "0123456789abcdef"
+
+    def check(self, passes):
+        return "unknown pass" if "no-such-pass" in passes else None
+
+    def trial(self, passes):
+        self.trials.append(passes)
+        return "LLVM ERROR: boom" if passes in self.trial_fails else None
+
+    def measure(self, passes, machine_outliner=False):
+        cand = pipelines.find(passes, machine_outliner)
+        name = cand.name if cand else passes
+        self.measured.append(name)
+        if name in self.broken:
+            raise RuntimeError(f"{name} failed")
+        return {"text": self.sizes.get(name, 100), "data": 0, "ir_instructions": 1}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for var in ("CLANG_LLM_POLICY", "CLANG_LLM_PIPELINE", "CLANG_LLM_PIPELINE_FILE", "CLANG_LLM_MODE",
+                "CLANG_LLM_VERIFY_K", "CLANG_LLM_LOG", "CLANG_LLM_STRICT"):
+        monkeypatch.delenv(var, raising=False)
+
+
+# --- the candidate data ----------------------------------------------------------
+
+def test_candidates_start_with_clangs_oz():
+    cands = pipelines.candidates()
+    assert cands[0].name == "oz" and cands[0].passes == pipelines.oz_pipeline() and cands[0].validated
+    assert len({c.name for c in cands}) == len(cands)
+    assert len({(c.passes, c.machine_outliner) for c in cands}) == len(cands)
+    assert pipelines.best_fixed() in cands
+
+
+def test_tsv_round_trip():
+    cands = list(pipelines.candidates())
+    text = pipelines.write(cands, pipelines.best_fixed().name, {"k": "v"})
+    meta, back = pipelines.parse(text)
+    assert list(back) == cands and meta["best_fixed"] == pipelines.best_fixed().name
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("#format\t9\nname\tmachine_outliner\tvalidated\tnote\tpasses\n", "format"),
+    ("#format\t1\noz\t0\t1\tonly four\n", "fields"),
+    ("#format\t1\noz\t2\t1\tnote\tpasses\n", "0 or 1"),
+])
+def test_tsv_rejects_bad_files(text, msg):
+    with pytest.raises(ValueError, match=msg):
+        pipelines.parse(text)
+
+
+def test_sink_common_insts_changes_only_the_first_simplifycfg():
+    oz = pipelines.oz_pipeline()
+    sink = pipelines.with_sink_common_insts(oz)
+    assert len(sink) == len(oz) - 3
+    first = sink.index("simplifycfg<")
+    assert "no-sink-common-insts" not in sink[first:sink.index(">", first)]
+    assert sink.count("no-sink-common-insts") == oz.count("no-sink-common-insts") - 1
+
+
+# --- back ends -------------------------------------------------------------------
+
+def test_default_is_best_fixed():
+    d = policy.plugin_entry(FakeModule())
+    assert d.name == pipelines.best_fixed().name and d.fallback is None
+
+
+def test_oz_backend(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_POLICY", "oz")
+    d = policy.plugin_entry(FakeModule())
+    assert (d.name, d.passes, d.machine_outliner) == ("oz", pipelines.oz_pipeline(), False)
+
+
+def test_fixed_by_name_and_by_text(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_POLICY", "fixed")
+    monkeypatch.setenv("CLANG_LLM_PIPELINE", "oz+sink+iroutliner+mo")
+    d = policy.plugin_entry(FakeModule())
+    assert d.name == "oz+sink+iroutliner+mo" and d.machine_outliner
+    monkeypatch.setenv("CLANG_LLM_PIPELINE", "function(instcombine)")
+    m = FakeModule()
+    d = policy.plugin_entry(m)
+    assert (d.name, d.passes) == ("fixed", "function(instcombine)")
+    assert m.trials == ["function(instcombine)"]  # untrusted: trial-run first
+
+
+def test_fixed_from_file(monkeypatch, tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("  oz+mergefunc\n")
+    monkeypatch.setenv("CLANG_LLM_POLICY", "fixed")
+    monkeypatch.setenv("CLANG_LLM_PIPELINE_FILE", str(f))
+    assert policy.plugin_entry(FakeModule()).name == "oz+mergefunc"
+
+
+def test_user_policy_file(monkeypatch, tmp_path):
+    f = tmp_path / "mine.py"
+    f.write_text("def choose(m):\n    return ['oz+sink', 'oz']\n")
+    monkeypatch.setenv("CLANG_LLM_POLICY", str(f))
+    assert policy.plugin_entry(FakeModule()).name == "oz+sink"
+
+
+# --- fallbacks ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("env, why", [
+    ({"CLANG_LLM_POLICY": "nope"}, "unknown policy back end"),
+    ({"CLANG_LLM_POLICY": "fixed"}, "needs CLANG_LLM_PIPELINE"),
+    ({"CLANG_LLM_POLICY": "fixed", "CLANG_LLM_PIPELINE": "no-such-pass"}, "does not parse"),
+    ({"CLANG_LLM_POLICY": "fixed", "CLANG_LLM_PIPELINE": "   "}, "empty"),
+    ({"CLANG_LLM_POLICY": "fixed", "CLANG_LLM_PIPELINE_FILE": "/nonexistent"}, "cannot read"),
+    ({"CLANG_LLM_MODE": "verify", "CLANG_LLM_VERIFY_K": "x"}, "integer"),
+])
+def test_fallback_and_strict(monkeypatch, capsys, tmp_path, env, why):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("CLANG_LLM_LOG", str(log))
+    d = policy.plugin_entry(FakeModule())
+    assert (d.name, d.passes) == ("oz", pipelines.oz_pipeline()) and why in d.fallback
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("clang-llm: warning:") and why in err[0]
+    monkeypatch.setenv("CLANG_LLM_STRICT", "1")
+    with pytest.raises(Exception, match=why):
+        policy.plugin_entry(FakeModule())
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(entries) == 2 and all(why in e["fallback"] for e in entries)
+
+
+def test_trial_failure_falls_back(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_POLICY", "fixed")
+    monkeypatch.setenv("CLANG_LLM_PIPELINE", "function(licm)")
+    d = policy.plugin_entry(FakeModule(trial_fails={"function(licm)"}))
+    assert d.name == "oz" and "LLVM ERROR: boom" in d.fallback
+
+
+# --- verify mode ----------------------------------------------------------------------
+
+def names(k):
+    return [c.name for c in policy._best_fixed(None) if c.name != "oz"][:k]
+
+
+def test_verify_keeps_the_smallest(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    monkeypatch.setenv("CLANG_LLM_VERIFY_K", "3")
+    top = names(3)
+    m = FakeModule(sizes={"oz": 100, top[0]: 99, top[1]: 90, top[2]: 95})
+    d = policy.plugin_entry(m)
+    assert d.name == top[1] and sorted(m.measured) == sorted(["oz", *top])
+    assert d.measured[top[1]]["text"] == 90
+
+
+def test_verify_ties_keep_oz(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    m = FakeModule(sizes={"oz": 100})  # everything measures 100
+    assert policy.plugin_entry(m).name == "oz"
+
+
+def test_verify_failing_candidate_costs_only_itself(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    monkeypatch.setenv("CLANG_LLM_VERIFY_K", "2")
+    a, b = names(2)
+    d = policy.plugin_entry(FakeModule(sizes={"oz": 100, a: 50, b: 80}, broken={a}))
+    assert d.name == b and "error" in d.measured[a]
+
+
+def test_verify_without_oz_measurement_falls_back(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    d = policy.plugin_entry(FakeModule(sizes={}, broken={"oz"}))
+    assert d.name == "oz" and "could not measure" in d.fallback
+
+
+def test_log_fields(monkeypatch, tmp_path):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("CLANG_LLM_LOG", str(log))
+    policy.plugin_entry(FakeModule())
+    e = json.loads(log.read_text())
+    assert {"source", "hash", "backend", "pipeline", "fallback", "policy_ms", "route", "mode"} <= set(e)
+    assert e["hash"] == "0123456789abcdef" and e["policy_ms"] >= 0
