@@ -282,6 +282,18 @@ std::optional<Decision> decide(Module &M, TargetMachine *TM, const char *Route) 
     return Decision{clang_llm::ozPipeline(), {}};
   };
 
+  // A decision the driver already made because it cannot depend on the module
+  // (policy.preset_decision): "<outliner 0|1>:<passes>". Skips starting Python.
+  if (const char *P = std::getenv("CLANG_LLM_PRESET_DECISION");
+      P && (P[0] == '0' || P[0] == '1') && P[1] == ':') {
+    Decision D{P + 2, {}};
+    D.Knobs.MachineOutliner = P[0] == '1';
+    if (Error E = clang_llm::checkPipeline(D.Passes, TM))
+      consumeError(std::move(E)); // not trusted after all: ask the policy below
+    else
+      return D;
+  }
+
   std::string Failure = ensurePython();
   if (!Failure.empty())
     return Fallback(Failure);

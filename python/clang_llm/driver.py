@@ -258,6 +258,12 @@ def rewrite(args: list[str], plugin: str | None, strict: bool = False) -> Plan:
         return plan
     plan.used_plugin = True
     plan.args += ["-Xclang", "-disable-llvm-passes", f"-fpass-plugin={plugin}"]
+    if not MODES[mode_text]:
+        from . import policy  # only now: pass-through calls never pay for it
+
+        preset = policy.preset_decision()
+        if preset:
+            plan.env[policy.PRESET_VAR] = preset
     if "-emit-llvm" in s.flags:
         plan.emit_llvm = True
     return plan

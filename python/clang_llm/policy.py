@@ -188,6 +188,32 @@ def decide(module) -> Decision:
     return _decide_top1(module, ranked)
 
 
+# Back ends whose decision cannot depend on the module.
+MODULE_INDEPENDENT = {"oz", "best-fixed", "fixed"}
+PRESET_VAR = "CLANG_LLM_PRESET_DECISION"
+
+
+def preset_decision() -> str | None:
+    """The decision, encoded for the plugin, when it cannot depend on the module.
+
+    The driver already runs Python; deciding there spares every compiler process
+    an embedded interpreter (the largest per-compile cost). Only safe, silent
+    cases qualify: top-1 mode, no decision log, a module-independent back end, a
+    validated candidate. Everything else (and any error) returns None, so the
+    plugin asks plugin_entry() and the usual fallback and logging rules apply.
+    """
+    if (os.environ.get("CLANG_LLM_MODE", "") == "verify" or os.environ.get("CLANG_LLM_LOG")
+            or backend_name() not in MODULE_INDEPENDENT):
+        return None
+    try:
+        cand = _backend(backend_name())(None)[0]
+    except Exception:
+        return None
+    if not cand.validated:
+        return None
+    return f"{int(cand.machine_outliner)}:{cand.passes}"
+
+
 def _log(module, decision: Decision, seconds: float) -> None:
     path = os.environ.get("CLANG_LLM_LOG")
     if not path:

@@ -158,3 +158,17 @@ def test_module_cli(plugin):
     assert len(fp) == 32
     fp2 = run([BIN / "python", "-m", "clang_llm", "--fingerprint"], env=clean_env(CLANG_LLM_POLICY="oz")).stdout.strip()
     assert fp2 != fp  # another back end decides differently, so ccache must not mix them
+
+
+def test_module_independent_decisions_start_no_python(prog, tmp_path, clang):
+    """The default back end's decision is made by the driver; the plugin then never
+    starts an interpreter. A broken interpreter path proves it under strict mode."""
+    no_python = dict(CLANG_LLM_STRICT=1, CLANG_LLM_PYTHON="/nonexistent/python3")
+    run([BIN / "clang-llm", "-Oz-llm", "-c", prog, "-o", tmp_path / "a.o"], env=clean_env(**no_python))
+    run([BIN / "clang-llm", "-Oz-llm", "-c", prog, "-o", tmp_path / "b.o"],
+        env=clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_LOG=tmp_path / "log.jsonl"))
+    assert (tmp_path / "a.o").read_bytes() == (tmp_path / "b.o").read_bytes()
+    # Logging needs the policy in the plugin, so then the interpreter is required.
+    r = run([BIN / "clang-llm", "-Oz-llm", "-c", prog, "-o", tmp_path / "c.o"],
+            env=clean_env(CLANG_LLM_LOG=tmp_path / "log2.jsonl", **no_python), check=False)
+    assert r.returncode != 0 and b"No module named 'clang_llm'" in r.stderr

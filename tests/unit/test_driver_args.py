@@ -36,9 +36,12 @@ def test_pass_through_is_untouched(args):
 # --- the basic rewrite --------------------------------------------------------
 
 def test_compile_gets_plugin():
+    from clang_llm import policy
+
     plan = rw("-Oz-llm", "-c", "f.c", "-o", "f.o")
     assert plan.args == ["-Oz", "-c", "f.c", "-o", "f.o", *PLUGIN_FLAGS]
-    assert plan.used_plugin and not plan.env
+    # The default back end cannot depend on the module, so the driver decides.
+    assert plan.used_plugin and plan.env == {policy.PRESET_VAR: policy.preset_decision()}
 
 
 def test_verify_sets_mode():

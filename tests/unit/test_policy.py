@@ -36,13 +36,6 @@ class FakeModule:
         return {"text": self.sizes.get(name, 100), "data": 0, "ir_instructions": 1}
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for var in ("CLANG_LLM_POLICY", "CLANG_LLM_PIPELINE", "CLANG_LLM_PIPELINE_FILE", "CLANG_LLM_MODE",
-                "CLANG_LLM_VERIFY_K", "CLANG_LLM_LOG", "CLANG_LLM_STRICT"):
-        monkeypatch.delenv(var, raising=False)
-
-
 # --- the candidate data ----------------------------------------------------------
 
 def test_candidates_start_with_clangs_oz():
@@ -195,3 +188,26 @@ def test_log_fields(monkeypatch, tmp_path):
     e = json.loads(log.read_text())
     assert {"source", "hash", "backend", "pipeline", "fallback", "policy_ms", "route", "mode"} <= set(e)
     assert e["hash"] == "0123456789abcdef" and e["policy_ms"] >= 0
+
+
+# --- decisions the driver can make for the plugin --------------------------------------
+
+def test_preset_for_module_independent_backends(monkeypatch):
+    best = pipelines.best_fixed()
+    assert policy.preset_decision() == f"{int(best.machine_outliner)}:{best.passes}"
+    monkeypatch.setenv("CLANG_LLM_POLICY", "oz")
+    assert policy.preset_decision() == "0:" + pipelines.oz_pipeline()
+
+
+@pytest.mark.parametrize("env", [
+    {"CLANG_LLM_MODE": "verify"},
+    {"CLANG_LLM_LOG": "/tmp/x.jsonl"},
+    {"CLANG_LLM_POLICY": "/some/policy.py"},
+    {"CLANG_LLM_POLICY": "no-such-backend"},
+    {"CLANG_LLM_POLICY": "fixed", "CLANG_LLM_PIPELINE": "function(instcombine)"},  # unvalidated: needs a trial
+    {"CLANG_LLM_POLICY": "fixed"},
+])
+def test_no_preset_when_the_plugin_must_decide(monkeypatch, env):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert policy.preset_decision() is None
