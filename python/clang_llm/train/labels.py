@@ -1,0 +1,92 @@
+"""The label table: .text of every corpus module under every shipped candidate.
+
+    clang-llm-data labels --splits train validation test [--out FILE]
+
+One row per (module, candidate): module hash, package, split, candidate name,
+.text / data bytes, IR instructions after the pipeline, and the error text when
+the evaluation failed. Written as parquet (columnar, compressed: small enough
+to commit for a few thousand modules). The candidate set is
+clang_llm.pipelines.candidates(), so the table and the runtime agree on what a
+candidate is; the candidate-set hash is stored in the file's metadata and the
+model's training refuses a table made for another set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import committed_dir, data_root
+from .search import add_eval_options
+
+
+def build(modules: list[dict], store, args) -> "pyarrow.Table":  # noqa: F821
+    import pyarrow as pa
+
+    from .. import pipelines
+    from . import evaluate
+    from .store import pipeline_key
+
+    cands = pipelines.candidates()
+    jobs = [evaluate.Job(m["hash"], str(m["path"]), c.passes, c.machine_outliner) for m in modules for c in cands]
+    res = evaluate.run(jobs, store, backend=args.backend, workers=args.workers, timeout=args.timeout,
+                       address=args.address, progress=not args.quiet, desc="labels")
+    cols: dict[str, list] = {k: [] for k in ("module", "package", "split", "candidate", "text", "data",
+                                              "ir_instructions", "error")}
+    for m in modules:
+        for c in cands:
+            r = res[(m["hash"], pipeline_key(c.passes, c.machine_outliner))]
+            for k, v in (("module", m["hash"]), ("package", m.get("package", "")), ("split", m.get("split", "")),
+                         ("candidate", c.name), ("text", r.text), ("data", r.data),
+                         ("ir_instructions", r.ir_instructions), ("error", r.error)):
+                cols[k].append(v)
+    table = pa.table(cols)
+    meta = {"candidate_set": pipelines.set_hash(), "candidates": json.dumps([c.name for c in cands]),
+            "command": "clang-llm-data " + " ".join(sys.argv[1:]), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                          time.gmtime())}
+    return table.replace_schema_metadata({k: str(v) for k, v in meta.items()})
+
+
+def read(path: Path | None = None):
+    """The label table, refusing one made for another candidate set."""
+    import pyarrow.parquet as pq
+
+    from .. import pipelines
+
+    table = pq.read_table(path or committed_dir() / "labels.parquet")
+    made_for = (table.schema.metadata or {}).get(b"candidate_set", b"").decode()
+    if made_for != pipelines.set_hash():
+        raise ValueError(f"label table was made for candidate set {made_for or '?'}, "
+                         f"the package ships {pipelines.set_hash()}: rebuild it with `clang-llm-data labels`")
+    return table
+
+
+def _cmd_labels(args) -> int:
+    import pyarrow.parquet as pq
+
+    from . import corpus
+    from .store import Store
+
+    modules = [m for s in args.splits for m in corpus.modules(s)
+               if m.get("ir_instructions", 1) <= args.max_instructions]
+    if not modules:
+        print("clang-llm-data labels: no modules; build the corpus first", file=sys.stderr)
+        return 2
+    with Store(args.store or data_root() / "results.sqlite") as store:
+        table = build(modules, store, args)
+    out = args.out or committed_dir() / "labels.parquet"
+    pq.write_table(table, out, compression="zstd")
+    failed = sum(1 for e in table.column("error").to_pylist() if e)
+    print(f"wrote {out}: {table.num_rows} rows ({len(modules)} modules), {failed} failed evaluations")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("labels", help="the .text of every module under every candidate, as parquet")
+    p.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
+    p.add_argument("--max-instructions", type=int, default=10**9)
+    p.add_argument("--out", type=Path)
+    add_eval_options(p)
+    p.set_defaults(func=_cmd_labels)

@@ -1,0 +1,165 @@
+"""Choose the candidate set: K pipelines that together cover most of the headroom.
+
+    clang-llm-data select --runs default --k 64 [--write]
+
+The pool is every minimised search winner (search.py) plus the seed pipelines.
+Each pool pipeline is measured on every module of a training sample and a
+validation sample (cross-evaluation: a winner was only measured on its own
+module during search). Selection is greedy on the training modules: start from
+clang's -Oz pipeline (always in the set, it is the fallback), then repeatedly
+add the pipeline that most lowers the geomean of the per-module best of the set.
+The report scores the greedy prefixes on the *validation* modules, which
+selection never saw: best single pipeline, oracle-of-K for several K, the
+oracle of the whole pool and, where search ran on validation modules, the
+full-search oracle.
+
+Pipelines must pass the correctness gate (validate.py) before they may be
+written into the shipped candidate set; ``--write`` validates the chosen ones
+and leaves out (and records) those that fail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+from . import committed_dir, data_root
+from . import passes as P
+from .search import (FAILED, add_eval_options, geomean, individual_from_json, individual_json, key_of,
+                     run_dir, seeds)
+
+DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
+    """Seeds plus the winners of the given search runs, most frequent winners first."""
+    count: dict[str, list] = {}
+    for name in runs:
+        summary = json.loads((run_dir(name) / "summary.json").read_text())
+        for row in summary["rows"]:
+            if row["winner_text"] >= row["oz_text"]:
+                continue
+            ind = individual_from_json(row["winner"])
+            gain = math.log(row["oz_text"] / row["winner_text"])
+            entry = count.setdefault(key_of(ind), [ind, 0, 0.0])
+            entry[1] += 1
+            entry[2] += gain
+    ranked = sorted(count.values(), key=lambda e: (-e[2], -e[1], e[0].describe()))
+    pool, keys = [], set()
+    for ind in [*seeds(), *(e[0] for e in ranked)]:
+        k = key_of(ind)
+        if k not in keys:
+            keys.add(k)
+            pool.append(ind)
+    return pool[:max_pool]
+
+
+def ratio_matrix(modules: list[dict], pool: list[P.Individual], store, args) -> list[list[float]]:
+    """R[m][p] = .text of module m under pool[p] / .text under -Oz (inf when it failed)."""
+    from . import evaluate
+
+    jobs = [evaluate.Job(m["hash"], str(m["path"]), ind.passes(), ind.machine_outliner)
+            for m in modules for ind in pool]
+    res = evaluate.run(jobs, store, backend=args.backend, workers=args.workers, timeout=args.timeout,
+                       address=args.address, progress=not args.quiet, desc="select: cross-evaluation")
+    oz_key = key_of(P.Individual("oz"))
+    rows = []
+    for m in modules:
+        oz = res[(m["hash"], oz_key)]
+        if not oz.ok or not oz.text:
+            continue  # modules without code (or that -Oz cannot compile) say nothing about pipelines
+        rows.append([(res[(m["hash"], key_of(ind))].text / oz.text) if res[(m["hash"], key_of(ind))].ok
+                     else FAILED for ind in pool])
+    return rows
+
+
+def greedy(rows: list[list[float]], k: int, first: int = 0) -> list[int]:
+    """Indices of k pool pipelines chosen greedily for the lowest sum of log(best ratio)."""
+    chosen = [first]
+    best = [r[first] for r in rows]
+    while len(chosen) < k:
+        gains = []
+        for p in range(len(rows[0]) if rows else 0):
+            if p in chosen:
+                continue
+            total = sum(math.log(min(b, r[p])) for b, r in zip(best, rows) if math.isfinite(min(b, r[p])))
+            gains.append((total, p))
+        if not gains:
+            break
+        _, p = min(gains)
+        chosen.append(p)
+        best = [min(b, r[p]) for b, r in zip(best, rows)]
+    return chosen
+
+
+def oracle(rows: list[list[float]], subset: list[int]) -> dict:
+    per_module = [min(r[p] for p in subset) for r in rows]
+    return {"geomean": geomean(per_module),
+            "improved": sum(1 for x in per_module if x < 1) / max(len(per_module), 1),
+            "regressed": sum(1 for x in per_module if x > 1) / max(len(per_module), 1)}
+
+
+def _cmd_select(args) -> int:
+    from . import corpus
+    from .store import Store
+
+    pool = pool_from_runs(args.runs, args.max_pool)
+    rng = random.Random(args.seed)
+    train = sorted((m for m in corpus.modules("train") if 0 < m.get("ir_instructions", 1) <= args.max_instructions),
+                   key=lambda m: m["hash"])
+    val = sorted((m for m in corpus.modules("validation") if 0 < m.get("ir_instructions", 1) <= args.max_instructions),
+                 key=lambda m: m["hash"])
+    train = rng.sample(train, min(args.train_sample, len(train)))
+    val = rng.sample(val, min(args.val_sample, len(val)))
+    start = time.time()
+    with Store(args.store or data_root() / "results.sqlite") as store:
+        rtrain = ratio_matrix(train, pool, store, args)
+        rval = ratio_matrix(val, pool, store, args)
+    order = greedy(rtrain, min(max(args.k, max(DEFAULT_KS)), len(pool)))
+    single = min(range(len(pool)), key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rtrain))
+    ks = [k for k in DEFAULT_KS if k <= len(order)]
+    report = {
+        "pool": len(pool), "train_modules": len(rtrain), "validation_modules": len(rval),
+        "runs": args.runs, "seed": args.seed, "seconds": round(time.time() - start, 1),
+        "command": "clang-llm-data " + " ".join(sys.argv[1:]),
+        "best_single": {"name": pool[single].describe(), "train": oracle(rtrain, [single]),
+                        "validation": oracle(rval, [single])},
+        "oracle_of_k": {str(k): {"train": oracle(rtrain, order[:k]), "validation": oracle(rval, order[:k])}
+                        for k in ks},
+        "pool_oracle": {"train": oracle(rtrain, list(range(len(pool)))),
+                        "validation": oracle(rval, list(range(len(pool))))},
+        "chosen": [{"name": pool[p].describe(), **individual_json(pool[p])} for p in order[:args.k]],
+    }
+    for name in args.validation_runs:
+        s = json.loads((run_dir(name) / "summary.json").read_text())
+        report.setdefault("full_search_oracle_validation", {})[name] = {
+            "modules": s["modules"], "geomean": s["geomean_best_vs_oz"], "budget": s["budget"]}
+    out = args.report or committed_dir() / "selection.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"pool {len(pool)}, train {len(rtrain)}, validation {len(rval)} modules")
+    print(f"best single {report['best_single']['name']}: validation geomean "
+          f"{report['best_single']['validation']['geomean']:.4f}")
+    for k, v in report["oracle_of_k"].items():
+        print(f"oracle-of-{k}: validation geomean {v['validation']['geomean']:.4f} (train {v['train']['geomean']:.4f})")
+    print(f"wrote {out}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("select", help="choose the candidate set from search winners")
+    p.add_argument("--runs", nargs="+", default=["default"], help="search runs (training split) to pool")
+    p.add_argument("--validation-runs", nargs="*", default=[],
+                   help="search runs on the validation split (reported as the full-search oracle)")
+    p.add_argument("--k", type=int, default=64)
+    p.add_argument("--max-pool", type=int, default=96)
+    p.add_argument("--train-sample", type=int, default=300)
+    p.add_argument("--val-sample", type=int, default=200)
+    p.add_argument("--max-instructions", type=int, default=20000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", type=Path)
+    add_eval_options(p)
+    p.set_defaults(func=_cmd_select)
