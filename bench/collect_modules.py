@@ -4,13 +4,15 @@
     python bench/collect_modules.py                    # every package below
     python bench/collect_modules.py --packages zlib xz-utils
 
-Each package is built with CC=clang-llm CFLAGS=-Oz-llm and the capture policy
-(bench/capture_policy.py), which stores every module's unoptimised bitcode and
-lets clang's -Oz pipeline run, so the build itself is plain -Oz. Afterwards one
-module per source file is kept (libtool and CMake compile the same file twice,
-for the shared and the static library; zstd's programs recompile the library),
-build-system probes and (unless --include-tests) test-suite programs are dropped, and the kept modules are copied to
---modules-dir as <hash>.bc (+ <hash>.json). The manifest bench/results/
+Each package is built with CC=clang-llm CFLAGS=-Oz-llm in capture mode
+(CLANG_LLM_CAPTURE, see clang_llm.policy.capture) with the `oz` policy, so every
+module's unoptimised bitcode is stored and the build itself is plain -Oz.
+Afterwards clang_llm.train.corpus.select keeps one module per source file
+(libtool and CMake compile the same file twice, for the shared and the static
+library; zstd's programs recompile the library) and drops build-system probes;
+test-suite programs are dropped too unless --include-tests, and the kept modules
+are copied to --modules-dir as <hash>.bc (+ <hash>.json). The training corpus
+(clang-llm-data corpus build) is the larger sibling of this set. The manifest bench/results/
 measurement_set.json lists them; bench/fixed_pipelines.py measures that set.
 
 Module hashes are stable only while a package is built at the same path (CMake
@@ -37,6 +39,7 @@ CACHE = Path.home() / ".cache" / "clang-llm"
 sys.path.insert(0, str(REPO / "python"))  # harmless when clang_llm is installed (editable)
 from clang_llm import debsrc  # noqa: E402
 from clang_llm.debsrc import Recipe  # noqa: E402
+from clang_llm.train import corpus  # noqa: E402
 
 
 # --- extra recipes -------------------------------------------------------------
@@ -105,66 +108,19 @@ def recipe_for(package: str) -> Recipe:
 
 # --- choosing the set -------------------------------------------------------------
 
-# Compiler and feature probes of CMake and autoconf: not code anybody ships.
-_PROBE_PARTS = {"CMakeScratch", "CMakeTmp", "CompilerIdC", "CompilerIdCXX"}
-
-
-def _is_probe(meta: dict, rel: str) -> bool:
-    name = os.path.basename(rel)
-    # "-" and /dev/null: compiler-option probes fed from stdin (libdeflate's
-    # cc-option); have_*.c: zstd's library probes.
-    if meta["source"] in ("-", "/dev/null") or name.startswith(
-            ("conftest", "CMakeC", "CheckIncludeFile", "CheckSymbolExists", "CheckFunctionExists",
-             "CheckTypeSize", "have_")):
-        return True
-    parts = set(Path(meta.get("cwd", "")).parts) | set(Path(rel).parts)
-    return bool(_PROBE_PARTS & parts)
-
-
-# Test-suite programs are not what a package ships, and some are extreme: jansson's
-# API tests (one assertion macro expanded hundreds of times) shrink ~40% under the
-# IR outliner and would move the whole set's geomean by more than a point.
-_TEST_DIRS = {"test", "tests", "testsuite"}
-
-
-def _is_test(rel: str) -> bool:
-    return bool(_TEST_DIRS & set(Path(rel).parts[:-1]))
-
-
-def _relative_source(meta: dict, tree: Path) -> str:
-    p = Path(os.path.normpath(os.path.join(meta.get("cwd", ""), meta["source"])))
-    try:
-        return str(p.relative_to(tree))
-    except ValueError:
-        return meta["source"]
-
-
 def select(capture_dir: Path, tree: Path, max_bytes: int, tests: bool) -> tuple[list[dict], dict]:
     """One module per source file of the package; (chosen, counts of what was dropped)."""
-    by_source: dict[str, list[dict]] = {}
-    dropped = {"probes": 0, "tests": 0, "duplicates": 0, "too_big": 0}
-    for side in sorted(capture_dir.glob("*.json")):
-        meta = json.loads(side.read_text())
-        if not (capture_dir / (meta["hash"] + ".bc")).exists():
-            continue
-        rel = _relative_source(meta, tree)
-        if _is_probe(meta, rel):
-            dropped["probes"] += 1
-            continue
-        if not tests and _is_test(rel):
-            dropped["tests"] += 1
-            continue
-        if meta["bytes"] > max_bytes:
-            dropped["too_big"] += 1
-            continue
-        by_source.setdefault(rel, []).append({**meta, "rel_source": rel})
+    kept, dropped = corpus.select(capture_dir, tree)
+    dropped = {"probes": dropped["probes"] + dropped["outside"], "tests": 0,
+               "duplicates": dropped["variants"], "too_big": 0}
     chosen = []
-    for rel, variants in sorted(by_source.items()):
-        # Among a file's variants (PIC/non-PIC, extra -D flags) take the one without
-        # -fPIC, then the smallest hash: stable from one rebuild to the next.
-        variants.sort(key=lambda m: ("-fPIC" in m.get("argv", []), m["hash"]))
-        chosen.append(variants[0])
-        dropped["duplicates"] += len(variants) - 1
+    for meta in kept:
+        if meta["kind"] == "test" and not tests:
+            dropped["tests"] += 1
+        elif meta["bytes"] > max_bytes:
+            dropped["too_big"] += 1
+        else:
+            chosen.append(meta)
     return chosen, dropped
 
 
@@ -183,8 +139,8 @@ def build_package(package: str, args) -> dict:
     venv_bin = str(Path(sys.executable).parent)
     env = {
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
-        "CLANG_LLM_POLICY": str(HERE / "capture_policy.py"),
-        "CLANG_LLM_CAPTURE_DIR": str(capture),
+        "CLANG_LLM_POLICY": "oz",
+        "CLANG_LLM_CAPTURE": str(capture.resolve()),
         "CLANG_LLM_CAPTURE_PKG": package,
         "CLANG_LLM_LOG": str(log),
     }

@@ -3,6 +3,7 @@
 
     python bench/eval_speed.py                      # Lua 5.4's modules, oz + 3 candidates
     python bench/eval_speed.py --limit 5 --pipelines oz oz+sink
+    python bench/eval_speed.py --corpus 100         # a seeded sample of the corpus's training modules
 
 Route "in-process": clang_llm.train.evaluate.run() with one worker and a fresh
 store (what the data engine does: the module parsed once per worker, each
@@ -97,6 +98,21 @@ def lua_modules(work: Path, clang: str, limit: int | None) -> list[tuple[str, st
     return out
 
 
+def corpus_modules(n: int, seed: int = 0) -> list[tuple[str, str, Path]]:
+    """(package/source, hash, .bc) for a seeded sample of the corpus's training
+    modules: the data engine's real workload, whose size mix differs from Lua's."""
+    import random
+
+    from clang_llm.train import corpus
+
+    mods = sorted(corpus.modules("train"), key=lambda m: m["hash"])
+    if not mods:
+        sys.exit("the corpus has no training modules: run `clang-llm-data corpus build` first")
+    mods = random.Random(seed).sample(mods, min(n, len(mods)))
+    return [(f"{m['package']}/{os.path.basename(m.get('source') or m['hash'])}", m["hash"], Path(m["path"]))
+            for m in mods]
+
+
 def cpu_seconds() -> float:
     """This process and its reaped children: the evaluator's parent side counts too."""
     return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
@@ -148,7 +164,7 @@ def markdown(rep: dict) -> str:
     L = ["# In-process evaluation vs opt + llc", "",
          f"{rep['date']}; {rep['machine']}.", "",
          f"Reproduce: `{rep['command']}`", "",
-         f"{rep['modules']} modules (Lua {rep['lua_version']}, src/*.c) x {len(rep['pipelines'])} pipelines "
+         f"{rep['modules']} modules ({rep['workload']}) x {len(rep['pipelines'])} pipelines "
          f"({', '.join(rep['pipelines'])}) = {a['evaluations']} evaluations per route, one at a time.", "",
          "| route | wall ms / eval | CPU ms / eval | evals / s (wall) | evals / CPU-s | failures |",
          "|---|---:|---:|---:|---:|---:|"]
@@ -186,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipelines", nargs="+", default=list(DEFAULT_PIPELINES), metavar="NAME",
                     help="candidate names (without the machine outliner: llc would need it per module)")
     ap.add_argument("--limit", type=int, help="only the first N Lua sources")
+    ap.add_argument("--corpus", type=int, metavar="N",
+                    help="instead of Lua, a seeded sample of N training modules of the corpus")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
@@ -198,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="eval-speed-") as tmp:
         work = Path(tmp)
-        mods = lua_modules(work, clang, args.limit)
+        mods = corpus_modules(args.corpus) if args.corpus else lua_modules(work, clang, args.limit)
         bc_sizes = {h: bc.stat().st_size for _, h, bc in mods}
         print(f"{len(mods)} modules x {len(pipes)} pipelines", file=sys.stderr)
         a = in_process(mods, pipes, work, args.timeout)
@@ -237,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "command": shlex.join(["python", "bench/eval_speed.py", *(argv if argv is not None else sys.argv[1:])]),
         "lua_version": dsc.stem.split("_", 1)[1] if dsc else "5.4",
+        "workload": (f"{len(mods)} corpus training modules (seeded sample)" if args.corpus
+                     else f"Lua {dsc.stem.split('_', 1)[1] if dsc else '5.4'}, src/*.c"),
         "modules": len(mods),
         "pipelines": [c.name for c in pipes],
         "opt_flags": list(OPT_FLAGS),

@@ -25,10 +25,12 @@ SRC
   need_apt=(1)
 fi
 
-if [ ${#need_apt[@]} -gt 0 ] || ! command -v make >/dev/null || ! command -v dpkg-source >/dev/null || ! command -v ccache >/dev/null; then
+if [ ${#need_apt[@]} -gt 0 ] || ! command -v make >/dev/null || ! command -v dpkg-source >/dev/null || ! command -v ccache >/dev/null \
+   || ! command -v csmith >/dev/null || ! ls /usr/src/gcc-12/gcc-12*.tar.xz >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    clang-22 llvm-22 llvm-22-dev lld-22 libclang-rt-22-dev make cmake dpkg-dev xz-utils ccache ca-certificates >/dev/null
+    clang-22 llvm-22 llvm-22-dev lld-22 libclang-rt-22-dev make cmake dpkg-dev xz-utils ccache ca-certificates \
+    gcc-12-source csmith libcsmith-dev >/dev/null
 fi
 
 PY=${PYTHON:-python3}

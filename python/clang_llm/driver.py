@@ -320,6 +320,10 @@ def _without_output(args: list[str]) -> list[str]:
 
 
 def run(argv: list[str], cxx: bool) -> int:
+    if len(argv) > 1 and argv[1] == "explain":
+        from .explain import main as explain
+
+        return explain(argv[2:])
     prog = "clang-llm++" if cxx else "clang-llm"
     if os.environ.get(RECURSION_GUARD):
         print(f"{prog}: error: recursive invocation: the clang that clang-llm runs "

@@ -8,13 +8,19 @@ decision (top-1, or in verify mode the measured smallest of the top-k and clang'
 -Oz), applies the fallback rules and writes the decision log.
 
 Configuration (environment, so the same settings reach opt and clang):
-  CLANG_LLM_POLICY     oz | fixed | best-fixed (default) | /path/to/policy.py
+  CLANG_LLM_POLICY     oz | fixed | best-fixed (default) | onnx | /path/to/policy.py
+  CLANG_LLM_MODEL      the model for `onnx` (default: clang_llm/data/model.onnx, with
+                       tokenizer.json beside it)
   CLANG_LLM_PIPELINE   the pipeline for `fixed`: a pass pipeline or a candidate's name
                        (or CLANG_LLM_PIPELINE_FILE, a file holding either)
+  CLANG_LLM_MACHINE_OUTLINER  1: `fixed` with a raw pipeline turns the machine outliner on
   CLANG_LLM_MODE       "verify" to measure the top-k (the driver sets it for -Oz-llm=verify)
   CLANG_LLM_VERIFY_K   how many ranked candidates verify mode measures (default 4)
   CLANG_LLM_LOG        append one JSON line per module to this file
   CLANG_LLM_STRICT     1: any fallback is an error (tests use it)
+  CLANG_LLM_CAPTURE    an absolute directory: save every module as it reaches the
+                       policy (unoptimised) as <content_hash>.bc + .json (data engine)
+  CLANG_LLM_CAPTURE_PKG  a package label written into each capture's .json
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ class PolicyError(Exception):
 class Decision:
     """What the plugin runs. The plugin reads .passes and .machine_outliner."""
 
-    __slots__ = ("passes", "machine_outliner", "name", "fallback", "measured")
+    __slots__ = ("passes", "machine_outliner", "name", "fallback", "measured", "predicted")
 
     def __init__(self, passes: str, machine_outliner: bool = False, name: str = "custom",
                  fallback: str | None = None, measured: dict | None = None):
@@ -45,6 +51,8 @@ class Decision:
         self.name = name
         self.fallback = fallback
         self.measured = measured or {}
+        # {candidate: predicted text / -Oz text}, from a back end that predicts sizes.
+        self.predicted: dict | None = None
 
 
 def strict() -> bool:
@@ -76,9 +84,12 @@ def _fixed(_module) -> list[pipelines.Candidate]:
     text = text.strip()
     if not text:
         raise PolicyError("the fixed pipeline is empty")
-    # A candidate's name also selects its code generator knobs (e.g. "oz+sink+mo").
-    known = _by_name_or_none(text) or pipelines.find(text, False)
-    return [known or pipelines.Candidate("fixed", text)]
+    # A candidate's name also selects its code generator knobs (e.g. "oz+sink+mo");
+    # a raw pipeline has no name to carry them, so the outliner comes from the
+    # environment (the validation gate compiles raw pipelines this way).
+    outliner = os.environ.get("CLANG_LLM_MACHINE_OUTLINER", "") not in ("", "0")
+    known = _by_name_or_none(text) or pipelines.find(text, outliner)
+    return [known or pipelines.Candidate("fixed", text, outliner)]
 
 
 def _by_name_or_none(text: str) -> pipelines.Candidate | None:
@@ -108,7 +119,28 @@ def _from_file(path: str):
     return backend
 
 
-BACKENDS = {"oz": _oz, "best-fixed": _best_fixed, "fixed": _fixed}
+class Ranking(list):
+    """Candidates best first, with what the back end predicted for each."""
+
+    predicted: dict | None = None
+
+
+def _onnx(module) -> Ranking:
+    """The learned model (clang_llm.ranker): every candidate ranked by its
+    predicted .text relative to -Oz. A missing, corrupt or mismatched model is a
+    PolicyError (the usual fallback to -Oz, or an error under CLANG_LLM_STRICT)."""
+    from . import ranker
+
+    try:
+        ranked, predicted = ranker.get().rank(module.ir_text())
+    except ranker.ModelError as e:
+        raise PolicyError(str(e)) from None
+    out = Ranking(ranked)
+    out.predicted = predicted
+    return out
+
+
+BACKENDS = {"oz": _oz, "best-fixed": _best_fixed, "fixed": _fixed, "onnx": _onnx}
 
 
 def backend_name() -> str:
@@ -184,8 +216,11 @@ def decide(module) -> Decision:
             k = int(os.environ.get("CLANG_LLM_VERIFY_K", DEFAULT_VERIFY_K))
         except ValueError:
             raise PolicyError("CLANG_LLM_VERIFY_K must be an integer") from None
-        return _decide_verify(module, ranked, max(k, 1))
-    return _decide_top1(module, ranked)
+        decision = _decide_verify(module, ranked, max(k, 1))
+    else:
+        decision = _decide_top1(module, ranked)
+    decision.predicted = getattr(ranked, "predicted", None)
+    return decision
 
 
 # Back ends whose decision cannot depend on the module.
@@ -203,7 +238,7 @@ def preset_decision() -> str | None:
     plugin asks plugin_entry() and the usual fallback and logging rules apply.
     """
     if (os.environ.get("CLANG_LLM_MODE", "") == "verify" or os.environ.get("CLANG_LLM_LOG")
-            or backend_name() not in MODULE_INDEPENDENT):
+            or os.environ.get(CAPTURE_VAR) or backend_name() not in MODULE_INDEPENDENT):
         return None
     try:
         cand = _backend(backend_name())(None)[0]
@@ -235,6 +270,8 @@ def _log(module, decision: Decision, seconds: float) -> None:
         entry["passes"] = decision.passes
     if decision.measured:
         entry["measured"] = decision.measured
+    if decision.predicted:
+        entry["predicted"] = decision.predicted
     import fcntl
     import json
 
@@ -244,8 +281,87 @@ def _log(module, decision: Decision, seconds: float) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+# --- capture mode (the data engine's corpus builds) ---------------------------
+
+CAPTURE_VAR = "CLANG_LLM_CAPTURE"
+CAPTURE_PKG_VAR = "CLANG_LLM_CAPTURE_PKG"
+_capture_warned = False
+
+
+def _own_cmdline() -> list[str]:
+    # clang runs cc1 in-process, so this is the compile command that produced the module.
+    with open("/proc/self/cmdline", "rb") as f:
+        raw = f.read()
+    return [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")[:-1]]
+
+
+def _write_replacing(path: str, data: bytes) -> None:
+    # make -j can compile one module in two processes at once: each writes its own
+    # temporary file and renames it over, so no reader ever sees a partial file.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def capture(module, directory: str) -> str:
+    """Save module's (unoptimised) bitcode as directory/<hash>.bc with a sidecar
+    <hash>.json (source, working directory, compiler argv, package label, IR
+    statistics). Returns the hash. The sidecar is written last, so its presence
+    means the capture is complete; a module already captured is not rewritten."""
+    import json
+
+    if not os.path.isabs(directory):
+        # A relative directory would scatter captures over every directory make -C visits.
+        raise ValueError(f"{CAPTURE_VAR} must be an absolute path, not {directory!r}")
+    digest = module.content_hash()
+    side = os.path.join(directory, digest + ".json")
+    if os.path.exists(side):
+        return digest
+    os.makedirs(directory, exist_ok=True)
+    bitcode = module.bitcode()
+    meta = {
+        "hash": digest,
+        "source": module.source_filename,
+        "cwd": os.getcwd(),
+        "argv": _own_cmdline(),
+        "package": os.environ.get(CAPTURE_PKG_VAR, ""),
+        "route": module.route,
+        "triple": module.triple,
+        "bytes": len(bitcode),
+        "ir_instructions": int(module.instruction_count()),
+        "functions": int(module.function_count()),
+    }
+    _write_replacing(os.path.join(directory, digest + ".bc"), bitcode)
+    _write_replacing(side, (json.dumps(meta, indent=1) + "\n").encode())
+    return digest
+
+
+def _capture_quietly(module, directory: str) -> None:
+    """capture() that never costs the build: one warning line per process on
+    stderr (stdout may be the object file), and the decision goes on as usual."""
+    global _capture_warned
+    try:
+        capture(module, directory)
+    except Exception as e:
+        if not _capture_warned:
+            _capture_warned = True
+            print(f"clang-llm: warning: cannot capture '{module.source_filename}': "
+                  f"{' '.join(f'{type(e).__name__}: {e}'.split())}", file=sys.stderr)
+
+
 def plugin_entry(module) -> Decision:
     """Called by the plugin once per module. Never raises, except in strict mode."""
+    capture_dir = os.environ.get(CAPTURE_VAR)
+    if capture_dir:
+        _capture_quietly(module, capture_dir)
     start = time.perf_counter()
     try:
         decision = decide(module)

@@ -12,6 +12,7 @@ needs numpy, pyarrow, tqdm and optionally Ray (``pip install clang-llm[data]``).
     select.py     greedy candidate-set selection with cross-validated reports
     validate.py   the correctness gate (determinism, gcc torture tests, csmith)
     labels.py     the label table: .text of every module under every candidate
+    model.py      the policy model: tokenizer, encoding, ablations, training, ONNX export
 
 Large, rebuildable things (modules, the result store, search logs) live under
 ``data_root()``; the small derived artifacts that are committed (manifest,

@@ -1,6 +1,6 @@
 """The label table: .text of every corpus module under every shipped candidate.
 
-    clang-llm-data labels --splits train validation test [--out FILE]
+    clang-llm-data labels --splits train validation test [--sample 1000 400 400] [--out FILE]
 
 One row per (module, candidate): module hash, package, split, candidate name,
 .text / data bytes, IR instructions after the pipeline, and the error text when
@@ -14,6 +14,7 @@ model's training refuses a table made for another set.
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -69,8 +70,14 @@ def _cmd_labels(args) -> int:
     from . import corpus
     from .store import Store
 
-    modules = [m for s in args.splits for m in corpus.modules(s)
-               if m.get("ir_instructions", 1) <= args.max_instructions]
+    modules = []
+    for i, split in enumerate(args.splits):
+        mods = sorted((m for m in corpus.modules(split) if m.get("ir_instructions", 1) <= args.max_instructions),
+                      key=lambda m: m["hash"])
+        n = args.sample[min(i, len(args.sample) - 1)] if args.sample else 0
+        if n and n < len(mods):
+            mods = random.Random(f"{args.seed}:{split}").sample(mods, n)
+        modules += mods
     if not modules:
         print("clang-llm-data labels: no modules; build the corpus first", file=sys.stderr)
         return 2
@@ -87,6 +94,9 @@ def register(sub) -> None:
     p = sub.add_parser("labels", help="the .text of every module under every candidate, as parquet")
     p.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
     p.add_argument("--max-instructions", type=int, default=10**9)
+    p.add_argument("--sample", type=int, nargs="+", metavar="N",
+                   help="a seeded sample of N modules per split (one N per split, or one for all; 0: all)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
     add_eval_options(p)
     p.set_defaults(func=_cmd_labels)

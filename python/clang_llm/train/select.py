@@ -14,8 +14,9 @@ oracle of the whole pool and, where search ran on validation modules, the
 full-search oracle.
 
 Pipelines must pass the correctness gate (validate.py) before they may be
-written into the shipped candidate set; ``--write`` validates the chosen ones
-and leaves out (and records) those that fail.
+written into the shipped candidate set: ``--write`` validates the chosen ones in
+greedy order, leaves out (and records) those that fail, and writes the first k
+that pass into clang_llm/data/candidates.tsv.
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def _cmd_select(args) -> int:
         s = json.loads((run_dir(name) / "summary.json").read_text())
         report.setdefault("full_search_oracle_validation", {})[name] = {
             "modules": s["modules"], "geomean": s["geomean_best_vs_oz"], "budget": s["budget"]}
+    if args.write:
+        report["written"] = write_candidates(pool, order, rtrain, args)
     out = args.report or committed_dir() / "selection.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"pool {len(pool)}, train {len(rtrain)}, validation {len(rval)} modules")
@@ -147,6 +150,44 @@ def _cmd_select(args) -> int:
         print(f"oracle-of-{k}: validation geomean {v['validation']['geomean']:.4f} (train {v['train']['geomean']:.4f})")
     print(f"wrote {out}")
     return 0
+
+
+def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[list[float]], args) -> dict:
+    """Validate the chosen pipelines in greedy order and write the first k that
+    pass into the shipped candidates.tsv; returns what was kept and excluded."""
+    from .. import pipelines
+    from . import validate
+
+    kept, excluded = [], {}
+    for p in order:
+        if len(kept) >= args.k:
+            break
+        ind = pool[p]
+        if ind == P.Individual("oz"):
+            kept.append(p)  # clang's own pipeline is the reference the gate compares with
+            continue
+        verdict = validate.validate(ind.passes(), ind.machine_outliner, limit=args.validate_limit)
+        if verdict.ok:
+            kept.append(p)
+        else:
+            excluded[ind.describe()] = verdict.reasons
+            print(f"excluded {ind.describe()}: {'; '.join(verdict.reasons)}", file=sys.stderr)
+    single = min(kept, key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rtrain))
+    cands, names = [], {}
+    for rank, p in enumerate(kept):
+        ind = pool[p]
+        known = pipelines.find(ind.passes(), ind.machine_outliner)
+        name = "oz" if rank == 0 else (known.name if known else f"s{rank:02d}" + ("+mo" if ind.machine_outliner else ""))
+        names[p] = name
+        validated = args.validate_limit is None or name == "oz"
+        cands.append(pipelines.Candidate(name, ind.passes(), ind.machine_outliner, validated, ind.describe()))
+    provenance = {"command": "clang-llm-data " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
+                  "train_modules": len(rtrain), "runs": args.runs}
+    best = names[single] if sum(math.log(r[single]) for r in rtrain if math.isfinite(r[single])) < 0 else "oz"
+    path = Path(pipelines.__file__).with_name("data") / "candidates.tsv"
+    path.write_text(pipelines.write(cands, best, provenance))
+    print(f"wrote {path}: {len(cands)} candidates ({len(excluded)} excluded by the gate), best fixed {best}")
+    return {"path": str(path), "candidates": [names[p] for p in kept], "best_fixed": best, "excluded": excluded}
 
 
 def register(sub) -> None:
@@ -161,5 +202,9 @@ def register(sub) -> None:
     p.add_argument("--max-instructions", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", type=Path)
+    p.add_argument("--write", action="store_true",
+                   help="validate the chosen pipelines and write the first k that pass into candidates.tsv")
+    p.add_argument("--validate-limit", type=int, default=None,
+                   help="validate on a subset of each suite (quick runs; such candidates are marked unvalidated)")
     add_eval_options(p)
     p.set_defaults(func=_cmd_select)

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""The held-out evaluation of the shipped model, on the TEST split.
+
+    python bench/model_eval.py [--labels FILE] [--modules DIR] [--model FILE]
+
+Runs the model exactly as the policy does (clang_llm.ranker on each module's
+textual IR, printed from its bitcode by clang_llm._core) and compares, against
+-Oz measured in the same label table:
+
+- best fixed: the shipped default (candidates.tsv's best_fixed) and the candidate
+  with the best geomean on the training split of this table;
+- best-fixed ranking, verify top-k: what verify mode measures without a model
+  (the best-fixed back end's static order);
+- model top-1: the candidate the model ranks first;
+- model verify top-k (k = 2, 4, 8): the smallest of -Oz and the k best-ranked
+  candidates, which is what -Oz-llm=verify keeps (exact: every candidate's size
+  is in the table);
+- oracle of K: the smallest candidate per module (the ceiling of any ranking).
+
+Per module (geomean of .text ratios over modules with code, total .text, share
+of modules improved / regressed) and per package: the label table has no linked
+programs, so each package's total .text over its modules stands in for its
+program (linking would add the same runtime and startup code to every policy).
+
+A candidate whose evaluation failed counts as -Oz (the policy falls back).
+Writes bench/results/model_eval.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def per_package(text, chosen, packages) -> dict:
+    import numpy as np
+
+    out = {}
+    for p in sorted(set(packages)):
+        idx = [i for i, q in enumerate(packages) if q == p]
+        oz = float(text[idx, 0].sum())
+        out[p] = {"modules": len(idx), "oz": int(oz), "chosen": int(chosen[idx].sum()),
+                  "ratio": float(chosen[idx].sum() / oz) if oz else 1.0}
+    ratios = [v["ratio"] for v in out.values() if v["oz"] > 0]
+    return {"packages": out,
+            "geomean_ratio": float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0,
+            "improved": sum(v["chosen"] < v["oz"] for v in out.values()),
+            "regressed": sum(v["chosen"] > v["oz"] for v in out.values())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", type=Path, help="label table (default: the committed one)")
+    ap.add_argument("--modules", type=Path, help="folder of <hash>.bc (default: the corpus's)")
+    ap.add_argument("--model", help="model.onnx (default: the shipped one)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "model_eval")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from clang_llm import _core, pipelines, policy, ranker
+    from clang_llm.train import model as M
+
+    r = ranker.get(args.model)
+    lab = M.load_labels(args.labels)
+    rows = lab.rows(args.split)
+    if not rows:
+        print(f"model_eval: no {args.split} modules in {lab.source}", file=sys.stderr)
+        return 2
+    text = lab.text[rows]
+    packages = [lab.package[i] for i in rows]
+    t0 = time.time()
+    pred = np.zeros_like(text)
+    for n, i in enumerate(tqdm(rows, desc="predict", file=sys.stderr)):
+        path = M._module_path(args.modules, lab.modules[i])
+        pred[n] = r.predict(_core.LoadedModule(path.read_bytes(), path.name).ir_text())
+    order = M.order_from_predictions(pred)
+
+    y = M.targets(lab.text)
+    train = lab.rows("train")
+    code = lab.text[train, 0] > 0
+    train_geo = np.array([np.nanmean(y[train][code, j]) for j in range(y.shape[1])])
+    trained_best = int(np.nanargmin(train_geo))
+    shipped_best = lab.candidates.index(pipelines.best_fixed().name)
+
+    static = np.tile([lab.candidates.index(c.name) for c in policy._best_fixed(None)], (len(rows), 1))
+
+    def fixed(j):
+        return np.tile(np.array([j] + [k for k in range(len(lab.candidates)) if k != j]), (len(rows), 1))
+
+    policies = {
+        f"best fixed, shipped default ({lab.candidates[shipped_best]})": M.choose_sizes(text, fixed(shipped_best)),
+        f"best fixed on training labels ({lab.candidates[trained_best]})": M.choose_sizes(text, fixed(trained_best)),
+        # The static ranking the best-fixed back end hands verify mode today.
+        **{f"best-fixed ranking, verify top-{k}": M.choose_sizes(text, static, k) for k in (2, 4)},
+        "model top-1": M.choose_sizes(text, order),
+        **{f"model verify top-{k}": M.choose_sizes(text, order, k) for k in (2, 4, 8)},
+        f"oracle of {len(lab.candidates)}": M.choose_sizes(text, np.argsort(np.nan_to_num(text, nan=math.inf),
+                                                                            axis=1, kind="stable")),
+    }
+    results = {name: {"modules": M.score(text, chosen), "programs": per_package(text, chosen, packages)}
+               for name, chosen in policies.items()}
+    known = ~np.isnan(y[rows])
+    report = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python bench/model_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "labels": lab.source, "split": args.split, "modules": len(rows), "packages": len(set(packages)),
+        "model": r.path, "model_meta": {k: v for k, v in r.meta.items() if k not in ("candidates",)},
+        "prediction_mae_log_ratio": float(np.abs(pred - y[rows])[known].mean()),
+        "top1_is_oracle": float(np.mean([text[n, order[n, 0]] == np.nanmin(text[n]) for n in range(len(rows))])),
+        "seconds": round(time.time() - t0, 1),
+        "results": results,
+        "program_note": "no linked programs in the label table: per package, the total .text of its modules stands in",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+
+    md = [
+        f"# Model evaluation ({args.split} split, held out)", "",
+        f"{len(rows)} modules from {len(set(packages))} packages of `{lab.source}`; model `{r.path}` "
+        f"(variant {r.meta.get('variant', '?')}, inputs {r.meta.get('inputs')}). Sizes are .text bytes "
+        "measured with clang -Oz's code generator; ratios are policy / -Oz (lower is better).", "",
+        "## Per module", "",
+        "| policy | geomean ratio | total .text reduction | improved | regressed |", "| --- | --- | --- | --- | --- |",
+    ]
+    for name, res in results.items():
+        s = res["modules"]
+        md.append(f"| {name} | {s['geomean_ratio']:.5f} | {s['total_reduction']:+.3%} | {s['improved']:.1%} | "
+                  f"{s['regressed']:.1%} |")
+    md += ["", "## Per program (package total as a proxy: no linking in the label table)", "",
+           "| policy | geomean of package ratios | packages improved | packages regressed |", "| --- | --- | --- | --- |"]
+    for name, res in results.items():
+        p = res["programs"]
+        md.append(f"| {name} | {p['geomean_ratio']:.5f} | {p['improved']} | {p['regressed']} |")
+    md += ["", f"Prediction error (mean |predicted - measured| of log(text_c / text_oz)): "
+               f"{report['prediction_mae_log_ratio']:.4f}; top-1 is a per-module best candidate in "
+               f"{report['top1_is_oracle']:.1%} of modules.", "",
+           f"![per-module ratios]({args.out.with_suffix('.png').name})", "",
+           f"Command: `{report['command']}` ({report['date']})."]
+    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    plot(policies, text, args.out.with_suffix(".png"))
+    print("\n".join(md))
+    return 0
+
+
+def plot(policies: dict, text, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    code = text[:, 0] > 0
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
+    names = list(policies)
+    geo = [float(np.exp(np.mean(np.log(np.maximum(policies[n][code], 1e-9) / text[code, 0])))) for n in names]
+    a.barh(range(len(names)), [(1 - g) * 100 for g in geo], color="tab:blue")
+    a.set_yticks(range(len(names)), [n if len(n) < 40 else n[:37] + "..." for n in names], fontsize=8)
+    a.invert_yaxis()
+    a.set_xlabel("geomean .text reduction vs -Oz (%)")
+    a.axvline(0, color="black", linewidth=0.8)
+    for name in names:
+        r = np.sort(policies[name][code] / text[code, 0])
+        b.plot(r, np.arange(1, len(r) + 1) / len(r), label=name if len(name) < 40 else name[:37] + "...")
+    b.set_xlim(0.85, 1.1)
+    b.axvline(1.0, color="black", linewidth=0.8)
+    b.set_xlabel("per-module .text ratio vs -Oz")
+    b.set_ylabel("share of modules (CDF)")
+    b.legend(fontsize=7)
+    fig.suptitle("clang-llm policy vs -Oz on held-out modules")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""How long the onnx policy takes per module, on one core.
+
+    python bench/policy_speed.py [--labels FILE] [--modules DIR] [--model FILE] [--split test]
+
+For every module of the split (from the label table; bitcode from --modules or
+the corpus), as the plugin would: print the module to text (module.ir_text(),
+reported apart: it is the plugin's cost, not the model's), then the policy's
+work: normalisation, tokenisation and features (Ranker.feeds), and the ONNX
+inference. The process is pinned to one core and onnxruntime runs one thread,
+as in a `make -j` build. Writes bench/results/policy_speed.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def pct(values, q):
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def summary(values) -> dict:
+    return {"median_ms": round(statistics.median(values), 3), "p90_ms": round(pct(values, 90), 3),
+            "p99_ms": round(pct(values, 99), 3), "max_ms": round(max(values), 3),
+            "mean_ms": round(statistics.fmean(values), 3)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", type=Path, help="label table (default: the committed one)")
+    ap.add_argument("--modules", type=Path, help="folder of <hash>.bc (default: the corpus's)")
+    ap.add_argument("--model", help="model.onnx (default: the shipped one)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per module; the fastest counts")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "policy_speed")
+    args = ap.parse_args(argv)
+
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    from clang_llm import _core, ranker
+    from clang_llm.train import model as M
+
+    t0 = time.perf_counter()
+    r = ranker.get(args.model)
+    r.rank("define void @f() {\n  ret void\n}\n")
+    first_ms = (time.perf_counter() - t0) * 1000
+    lab = M.load_labels(args.labels)
+    rows = lab.rows(args.split)
+    if not rows:
+        print(f"policy_speed: no {args.split} modules in {lab.source}", file=sys.stderr)
+        return 2
+    per = []
+    for i in rows:
+        h = lab.modules[i]
+        path = M._module_path(args.modules, h)
+        mod = _core.LoadedModule(path.read_bytes(), h)
+        best = None
+        for _ in range(args.repeat):
+            a = time.perf_counter()
+            text = mod.ir_text()
+            b = time.perf_counter()
+            feeds = r.feeds(text)
+            c = time.perf_counter()
+            r.session.run(["log_ratio"], feeds)
+            d = time.perf_counter()
+            t = ((b - a) * 1000, (c - b) * 1000, (d - c) * 1000)
+            if best is None or sum(t[1:]) < sum(best[1:]):
+                best = t
+        per.append({"module": h, "ir_bytes": len(text), "chunks": int(feeds["tokens"].shape[0]) if "tokens" in feeds else 0,
+                    "ir_text_ms": best[0], "prepare_ms": best[1], "inference_ms": best[2],
+                    "policy_ms": best[1] + best[2]})
+    report = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, pinned to 1 core, {platform.system()}",
+        "command": "python bench/policy_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "model": r.path, "model_inputs": r.inputs, "model_variant": r.meta.get("variant", ""),
+        "labels": lab.source, "split": args.split, "modules": len(per),
+        "first_call_ms": round(first_ms, 1),
+        "policy": summary([p["policy_ms"] for p in per]),
+        "prepare": summary([p["prepare_ms"] for p in per]),
+        "inference": summary([p["inference_ms"] for p in per]),
+        "ir_text": summary([p["ir_text_ms"] for p in per]),
+        "targets": {"median_ms": 2.0, "p99_ms": 20.0},
+        "slowest": sorted(per, key=lambda p: -p["policy_ms"])[:5],
+    }
+    report["meets_targets"] = report["policy"]["median_ms"] <= 2.0 and report["policy"]["p99_ms"] <= 20.0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    rows_md = [f"| {name} | {report[k]['median_ms']} | {report[k]['p90_ms']} | {report[k]['p99_ms']} | {report[k]['max_ms']} |"
+               for name, k in (("policy (prepare + inference)", "policy"), ("  prepare: normalise, tokenise, features",
+                                                                          "prepare"),
+                               ("  inference (onnxruntime, 1 thread)", "inference"),
+                               ("module.ir_text() (the plugin's printing; not policy time)", "ir_text"))]
+    md = [
+        "# Policy time per module", "",
+        f"{report['modules']} {args.split}-split modules of `{lab.source}`, model `{r.path}` "
+        f"({report['model_variant'] or 'unknown variant'}, inputs {','.join(r.inputs)}); {report['machine']}; "
+        f"best of {args.repeat} runs per module. First call (import, session, tokenizer): {report['first_call_ms']} ms.",
+        "", "| stage | median ms | p90 ms | p99 ms | max ms |", "| --- | --- | --- | --- | --- |", *rows_md, "",
+        f"Targets: median <= 2 ms, p99 <= 20 ms: {'met' if report['meets_targets'] else 'NOT met'}.",
+        f"Command: `{report['command']}` ({report['date']}).",
+    ]
+    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

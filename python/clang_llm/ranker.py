@@ -1,0 +1,195 @@
+"""The learned ranking at run time: an ONNX model that predicts, for every
+candidate pipeline, log(text_c / text_oz) of a module, and ranks by it.
+
+The policy's ``onnx`` back end, ``clang-llm explain`` and the benchmarks use
+Ranker; training (clang_llm.train.model) writes models through metadata() so the
+two agree on what a model must declare.
+
+A model file describes itself in its ONNX metadata_props (all strings):
+
+    clang_llm.format        MODEL_FORMAT
+    clang_llm.candidate_set clang_llm.pipelines.set_hash() of the set it ranks
+    clang_llm.candidates    JSON list of candidate names, in output order
+    clang_llm.inputs        "tokens,features" or "features" (the graph's inputs)
+    clang_llm.tokenizer     tokenizer hash (clang_llm.ir.tokenizer_hash), "" without tokens
+    clang_llm.llvm          clang_llm.ir.LLVM_VERSION
+    clang_llm.norm          clang_llm.ir.NORM_VERSION and the chunk parameters
+    clang_llm.features      clang_llm.features.FEATURE_VERSION and len(NAMES)
+
+Anything that does not match what this installation computes is refused with a
+ModelError that says which field differs; the policy turns that into its usual
+fallback to clang's -Oz pipeline. The graph: inputs ``tokens`` int64 [C, L]
+(PAD_ID-padded chunks) and/or ``features`` float32 [F]; output ``log_ratio``
+float32 [K] in the order of clang_llm.candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from . import features, ir
+
+MODEL_FORMAT = "1"
+MODEL_ENV = "CLANG_LLM_MODEL"
+PREFIX = "clang_llm."
+
+
+class ModelError(Exception):
+    """The model file is missing, unreadable or made for something else."""
+
+
+def norm_signature() -> str:
+    return (f"{ir.NORM_VERSION}/chunk={ir.CHUNK_TOKENS}/windows={ir.WINDOWS_PER_FUNCTION}"
+            f"/max={ir.MAX_CHUNKS}/chars={ir.FUNCTION_CHAR_BUDGET}")
+
+
+def feature_signature() -> str:
+    return f"{features.FEATURE_VERSION}/{len(features.NAMES)}"
+
+
+def metadata(candidate_names: list[str], candidate_set: str, inputs: str, tokenizer_hash: str,
+             extra: dict | None = None) -> dict[str, str]:
+    """The metadata a model file must carry (training writes it, Ranker checks it)."""
+    meta = {
+        "format": MODEL_FORMAT,
+        "candidate_set": candidate_set,
+        "candidates": json.dumps(candidate_names),
+        "inputs": inputs,
+        "tokenizer": tokenizer_hash if "tokens" in inputs.split(",") else "",
+        "llvm": ir.LLVM_VERSION,
+        "norm": norm_signature(),
+        "features": feature_signature(),
+    }
+    for k, v in (extra or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    return {PREFIX + k: v for k, v in meta.items()}
+
+
+def default_model_path() -> str:
+    """CLANG_LLM_MODEL, else the model shipped in clang_llm/data."""
+    override = os.environ.get(MODEL_ENV)
+    if override:
+        return override
+    from . import _paths
+
+    path = _paths.shipped_file("data", "model.onnx")
+    if path is None:
+        raise ModelError("no model is installed (clang_llm/data/model.onnx is missing); "
+                         "train one with `clang-llm-data train --install`")
+    return path
+
+
+class Ranker:
+    """One loaded model. Create it once per process (see get()); rank() per module."""
+
+    def __init__(self, path: str):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ModelError(f"onnxruntime is not installed: {e}") from None
+        opts = ort.SessionOptions()
+        # One thread each: `make -j` already runs one compiler per core.
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelError(f"cannot load model {path}: {' '.join(str(e).split())[:300]}") from None
+        self.path = path
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.meta = {k[len(PREFIX):]: v for k, v in meta.items() if k.startswith(PREFIX)}
+        self._check()
+        self.inputs = self.meta["inputs"].split(",")
+        graph_inputs = sorted(i.name for i in self.session.get_inputs())
+        if graph_inputs != sorted(self.inputs):
+            raise ModelError(f"model {path} declares inputs {self.inputs} but its graph takes {graph_inputs}")
+        self.tokenizer = None
+        if "tokens" in self.inputs:
+            # encode_batch would otherwise start a thread pool of its own per
+            # compiler process; make -j already fills the cores.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            tok_path = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer.json")
+            try:
+                self.tokenizer, digest = ir.load_tokenizer(tok_path)
+            except Exception as e:
+                raise ModelError(f"cannot load tokenizer {tok_path}: {' '.join(str(e).split())[:300]}") from None
+            if digest != self.meta["tokenizer"]:
+                raise ModelError(f"tokenizer {tok_path} has hash {digest}, model {path} was trained "
+                                 f"with {self.meta['tokenizer']}")
+
+    def _check(self) -> None:
+        from . import pipelines
+
+        m = self.meta
+        if not m:
+            raise ModelError(f"model {self.path} has no clang_llm metadata: not a clang-llm model")
+        want = {
+            "format": MODEL_FORMAT,
+            "candidate_set": pipelines.set_hash(),
+            "llvm": ir.LLVM_VERSION,
+            "norm": norm_signature(),
+            "features": feature_signature(),
+        }
+        for key, value in want.items():
+            if m.get(key) != value:
+                raise ModelError(f"model {self.path} was made for {key} {m.get(key, '(none)')!r}, "
+                                 f"this clang-llm has {value!r}: retrain it (clang-llm-data train)")
+        try:
+            names = json.loads(m.get("candidates", ""))
+        except ValueError:
+            raise ModelError(f"model {self.path} has unreadable candidate names") from None
+        shipped = [c.name for c in pipelines.candidates()]
+        if names != shipped:
+            raise ModelError(f"model {self.path} ranks candidates {names}, this clang-llm has {shipped}")
+        self.candidates = pipelines.candidates()
+        if m.get("inputs") not in ("tokens,features", "features", "tokens"):
+            raise ModelError(f"model {self.path} has unknown inputs {m.get('inputs')!r}")
+
+    def feeds(self, text: str) -> dict:
+        """The graph's inputs for a module's textual IR."""
+        covered = 0.0
+        feed = {}
+        if self.tokenizer is not None:
+            enc = ir.encode(text, self.tokenizer)
+            covered = enc.covered
+            feed["tokens"] = ir.pad(enc.chunks)
+        if "features" in self.inputs:
+            feed["features"] = features.vector(text, covered)
+        return feed
+
+    def predict(self, text: str):
+        """log(text_c / text_oz) predicted for every candidate, as float32 [K]."""
+        out = self.session.run(["log_ratio"], self.feeds(text))[0]
+        if out.shape != (len(self.candidates),):
+            raise ModelError(f"model {self.path} returned shape {out.shape}, expected ({len(self.candidates)},)")
+        return out
+
+    def rank(self, text: str):
+        """(candidates best first, {name: predicted text_c / text_oz})."""
+        import math
+
+        pred = self.predict(text)
+        order = sorted(range(len(pred)), key=lambda i: (float(pred[i]), i))
+        ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5) for i in order}
+        return [self.candidates[i] for i in order], ratios
+
+
+_cache: dict[str, Ranker | ModelError] = {}
+
+
+def get(path: str | None = None) -> Ranker:
+    """The process's Ranker for path (default: default_model_path()). A model that
+    failed to load fails the same way again without being reloaded."""
+    path = path or default_model_path()
+    got = _cache.get(path)
+    if got is None:
+        try:
+            got = Ranker(path)
+        except ModelError as e:
+            got = e
+        _cache[path] = got
+    if isinstance(got, ModelError):
+        raise got
+    return got

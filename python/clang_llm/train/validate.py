@@ -1,0 +1,1075 @@
+"""The correctness gate: a pipeline enters the shipped candidate set only if it passes.
+
+    clang-llm-data validate baseline                      # once: torture baseline + csmith references
+    clang-llm-data validate pipelines --candidates        # every candidate -> data/validation.json
+    clang-llm-data validate pipelines --pipeline-file F [--machine-outliner] [--limit N]
+
+    from clang_llm.train import validate
+    v = validate.validate(passes, machine_outliner=False)   # -> Verdict(ok, reasons, counts, seconds)
+
+A pipeline (passes, machine_outliner) passes when
+
+- determinism: real modules compiled twice give the same object bytes;
+- torture: every self-checking C test from Debian's gcc-12-source
+  (gcc.c-torture/execute and the ``dg-do run`` tests of gcc.dg/torture) that
+  passes at both clang-22 -O0 and -Oz still passes;
+- csmith: on csmith-generated programs (fixed seeds) the output equals -O0's.
+
+Programs are compiled through the route users get: ``clang-llm -Oz-llm`` with
+the ``fixed`` back end and CLANG_LLM_STRICT=1, so a pipeline that does not parse
+or aborts LLVM is an error here instead of a silent fallback to -Oz. Every
+compile and every run is its own process with a timeout: an abort or a hang
+costs one test.
+
+The baselines are committed data (data/torture_baseline.txt,
+data/csmith_baseline.txt; ``validate baseline`` rebuilds them). The extracted
+suite, the generated programs and every (pipeline, test) outcome are cached
+under ``data_root()/validate`` so a rerun only compiles what changed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import committed_dir, data_root
+
+SUITES = ("determinism", "torture", "csmith")
+
+COMPILE_TIMEOUT = 60.0
+RUN_TIMEOUT = 10.0
+# csmith programs can loop for a long time; only quick ones are kept, so the
+# run timeout above leaves a wide margin for slower (less optimised) code.
+CSMITH_MAX_O0_SECONDS = 1.0
+CSMITH_PROGRAMS = 300
+CSMITH_MAX_SEEDS = 3000
+CSMITH_INCLUDE = "/usr/include/csmith"
+DETERMINISM_TORTURE = 16
+DETERMINISM_CSMITH = 8
+
+TRIPLET = "x86_64-pc-linux-gnu"
+GCC_SOURCE_GLOB = "/usr/src/gcc-12/gcc-12*.tar.xz"
+TORTURE_DIRS = ("gcc.c-torture/execute", "gcc.dg/torture")
+
+# The torture tests are 1990s-style C (implicit int, implicit declarations of
+# abort/exit), accepted by GCC 12 but errors by default in clang 16 and later.
+# -w does not silence warnings that default to errors, so they are named.
+BASE_FLAGS = ("-w", "-Wno-implicit-function-declaration", "-Wno-implicit-int", "-Wno-int-conversion",
+              "-Wno-incompatible-pointer-types", "-Wno-return-type")
+LINK_FLAGS = ("-lm",)
+
+TORTURE_BASELINE = "torture_baseline.txt"
+CSMITH_BASELINE = "csmith_baseline.txt"
+REPORT = "validation.json"
+
+
+class ValidateError(Exception):
+    """The gate cannot run (missing suite, stale baseline, missing tool)."""
+
+
+# --- GCC testsuite directives ---------------------------------------------------
+#
+# gcc's testsuite steers each test with DejaGnu directives in comments, e.g.
+# /* { dg-do run { target int128 } } */. Only what can be decided for
+# x86_64-linux under clang is honoured; anything else skips the test, because
+# running a test in a way its author did not intend makes the gate reject good
+# pipelines.
+
+# Effective-target keywords as they hold for x86_64-linux-gnu. Tests needing a
+# feature clang lacks (nested functions, _Float32) are kept here as true: they
+# fail to compile at -O0 and so never enter the baseline.
+EFFECTIVE_TRUE = frozenset("""
+int32plus int32 lp64 size32plus ptr32plus alloca label_values indirect_jumps trampolines
+int128 stdint_types longlong64 double64 double64plus large_double inf c99_runtime fileio
+mmap mempcpy untyped_assembly return_address fenv fenv_exceptions sse_runtime sse2_runtime
+scheduling nonlocal_goto sync_int_long sync_char_short weak alias visibility
+float16_runtime float32_runtime float32x_runtime float64_runtime float64x_runtime
+float128_runtime float128x_runtime floatn_nx_runtime float32 __float128
+base_quadfloat_support exceptions pthread signal cas_int fpic pie fstack_protector unwrapped
+""".split())
+EFFECTIVE_FALSE = frozenset("""
+ia32 x32 ilp32 int16 freestanding run_expensive_tests vxworks_kernel dfp hppa
+arm_fp16_alternative_ok vmx_hw avr nvptx newlib_nano_io
+""".split())
+
+# Directives that do not change whether or how the test runs.
+_IGNORED_DIRECTIVES = frozenset("""
+final prune-output warning message bogus excess-errors require-weak require-alias
+require-visibility require-stack-size require-fork timeout timeout-factor
+""".split())
+# dg-add-options that add nothing on x86_64-linux (ieee: -mieee on alpha/sh; stack_size: small targets).
+_NOOP_ADD_OPTIONS = frozenset({"ieee", "stack_size"})
+
+
+class _Unknown(Exception):
+    """A selector names something we cannot decide for this target."""
+
+
+def _tcl_words(text: str, pos: int) -> tuple[list, int]:
+    """Parse a Tcl list from text[pos:] up to the closing brace that ends it.
+
+    Returns (words, index after the closing brace). A braced word is returned as
+    a nested list, a quoted word as a string.
+    """
+    words: list = []
+    n = len(text)
+    while pos < n:
+        ch = text[pos]
+        if ch.isspace():
+            pos += 1
+        elif ch == "}":
+            return words, pos + 1
+        elif ch == "{":
+            sub, pos = _tcl_words(text, pos + 1)
+            words.append(sub)
+        elif ch == '"':
+            end = pos + 1
+            buf = []
+            while end < n and text[end] != '"':
+                if text[end] == "\\" and end + 1 < n:
+                    end += 1
+                buf.append(text[end])
+                end += 1
+            if end >= n:
+                raise ValueError("unterminated quoted word")
+            words.append("".join(buf))
+            pos = end + 1
+        else:
+            end = pos
+            while end < n and not text[end].isspace() and text[end] not in "{}":
+                end += 1
+            words.append(text[pos:end])
+            pos = end
+    raise ValueError("unbalanced braces")
+
+
+_DIRECTIVE = re.compile(r"\{\s*dg-([A-Za-z0-9_-]+)")
+
+
+def directives(text: str) -> list[tuple[str, list]]:
+    """The dg- directives of a test: [(name without "dg-", arguments)]."""
+    out = []
+    for m in _DIRECTIVE.finditer(text):
+        words, _ = _tcl_words(text, m.end())
+        out.append((m.group(1), words))
+    return out
+
+
+def _flatten(words) -> list[str]:
+    out: list[str] = []
+    for w in words if isinstance(words, list) else [words]:
+        out.extend(_flatten(w) if isinstance(w, list) else [w])
+    return out
+
+
+def _term(word) -> bool:
+    if isinstance(word, list):
+        return selector(word)
+    if "-" in word or "*" in word or "?" in word:  # a target triplet pattern
+        return fnmatch.fnmatchcase(TRIPLET, word)
+    if word in EFFECTIVE_TRUE:
+        return True
+    if word in EFFECTIVE_FALSE:
+        return False
+    raise _Unknown(word)
+
+
+def selector(words: list) -> bool:
+    """Evaluate a DejaGnu target selector (a list of triplets / effective targets,
+    or an expression with !, && and ||) for x86_64-linux-gnu."""
+    if not any(w in ("!", "&&", "||") for w in words if isinstance(w, str)):
+        return any(_term(w) for w in words)
+    pos = 0
+
+    def atom() -> bool:
+        nonlocal pos
+        if pos >= len(words):
+            raise _Unknown("truncated selector expression")
+        w = words[pos]
+        pos += 1
+        if w == "!":
+            return not atom()
+        return _term(w)
+
+    def conj() -> bool:
+        nonlocal pos
+        value = atom()
+        while pos < len(words) and words[pos] == "&&":
+            pos += 1
+            value = atom() and value
+        return value
+
+    value = conj()
+    while pos < len(words) and words[pos] == "||":
+        pos += 1
+        value = conj() or value
+    if pos != len(words):
+        raise _Unknown(f"cannot read selector {words!r}")
+    return value
+
+
+def _clause(args: list, index: int) -> bool:
+    """Does the optional ``{ target SEL }`` clause at args[index] hold? (absent: yes)"""
+    if len(args) <= index:
+        return True
+    clause = args[index]
+    if not isinstance(clause, list) or not clause:
+        raise _Unknown(f"clause {clause!r}")
+    kind, sel = clause[0], clause[1:]
+    if len(sel) == 1 and isinstance(sel[0], list):
+        sel = sel[0]
+    if kind == "target":
+        return selector(sel)
+    if kind == "xfail":  # expected to fail there: running it would only test the target
+        return not selector(sel)
+    raise _Unknown(f"clause kind {kind!r}")
+
+
+def _option_words(arg) -> list[str]:
+    text = " ".join(_flatten(arg)) if isinstance(arg, list) else arg
+    return shlex.split(text)
+
+
+# Options we replace (optimisation level) or that only affect GCC's dump files.
+_DROP_OPTION = re.compile(r"-O.*|-fdump-.*|-fno-diagnostics.*|-fdiagnostics-.*|-save-temps")
+
+
+def test_flags(text: str, require_run: bool) -> tuple[tuple[str, ...] | None, str]:
+    """(extra compiler flags, "") for a runnable test, or (None, why it is skipped)."""
+    from .. import driver
+
+    try:
+        found = directives(text)
+    except ValueError as e:
+        return None, f"unreadable directive: {e}"
+    flags: list[str] = []
+    saw_run = False
+    try:
+        for name, args in found:
+            if name == "do":
+                if not args or args[0] != "run":
+                    return None, f"dg-do {args[0] if args else '?'}"
+                if not _clause(args, 1):
+                    return None, "dg-do run is not for this target"
+                saw_run = True
+            elif name in ("options", "additional-options"):
+                if not args:
+                    return None, f"empty dg-{name}"
+                if _clause(args, 1):
+                    flags += _option_words(args[0])
+            elif name == "require-effective-target":
+                if not args:
+                    return None, "empty dg-require-effective-target"
+                if _clause(args, 1) and not _term(args[0]):
+                    return None, f"needs effective target {args[0]}"
+            elif name in ("skip-if", "xfail-if", "xfail-run-if"):
+                # Skipped or expected to fail on a matching target, for some
+                # option sets: we run at other levels than GCC, so any match skips.
+                if len(args) < 2 or not isinstance(args[1], list):
+                    return None, f"dg-{name} without a selector"
+                if selector(args[1]):
+                    return None, f"dg-{name} matches this target"
+            elif name == "add-options":
+                what = args[0] if args and isinstance(args[0], str) else "?"
+                if what not in _NOOP_ADD_OPTIONS:
+                    return None, f"dg-add-options {what} (GCC-specific options)"
+            elif name not in _IGNORED_DIRECTIVES:
+                return None, f"dg-{name} is not supported here"
+    except _Unknown as e:
+        return None, f"cannot decide selector term {e}"
+    if require_run and not saw_run:
+        return None, "not a dg-do run test"
+    kept = [f for f in flags if not _DROP_OPTION.fullmatch(f)]
+    for f in kept:
+        name = f.split("=", 1)[0]
+        if name in driver.NEEDS_CLANG_MIDDLE_END:
+            # clang-llm must compile with clang's own middle end for these
+            # (strict mode refuses), so the test cannot exercise a pipeline.
+            return None, f"option {f} needs clang's own middle end"
+    return tuple(kept), ""
+
+
+# --- tests -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Test:
+    __test__ = False  # not a pytest test class, whatever imports it
+    suite: str                  # "torture" or "csmith"
+    id: str                     # path under gcc/testsuite, or "csmith/<seed>"
+    source: Path
+    flags: tuple[str, ...]      # beyond BASE_FLAGS
+    expect: str | None = None   # csmith: the -O0 output; torture: exit status 0 is the check
+    digest: str = ""            # identifies source, flags and expectation
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return data_root() / "validate"
+
+
+def torture_root() -> Path:
+    """gcc/testsuite with the two torture directories, extracted once from
+    Debian's gcc-12-source tarball into the cache."""
+    root = cache_dir() / "gcc-testsuite"
+    stamp = root / ".extracted"
+    if stamp.is_file():
+        return root / "testsuite"
+    import glob
+
+    tarballs = sorted(glob.glob(GCC_SOURCE_GLOB))
+    if not tarballs:
+        raise ValidateError(f"no GCC source tarball at {GCC_SOURCE_GLOB}: install Debian's gcc-12-source "
+                            "(apt-get install gcc-12-source)")
+    tarball = tarballs[-1]
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="gcc-testsuite.", dir=root.parent))
+    try:
+        patterns = [f"*/gcc/testsuite/{d}/*" for d in TORTURE_DIRS]
+        r = subprocess.run(["tar", "-xJf", tarball, "-C", str(tmp), "--wildcards", *patterns],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ValidateError(f"cannot extract the torture tests from {tarball}: {r.stderr.strip()[-500:]}")
+        (top,) = [p for p in tmp.iterdir() if p.is_dir()]
+        (tmp / "testsuite").mkdir()
+        (top / "gcc" / "testsuite").rename(tmp / "testsuite" / "_t")
+        for d in TORTURE_DIRS:
+            dest = tmp / "testsuite" / d
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            (tmp / "testsuite" / "_t" / d).rename(dest)
+        shutil.rmtree(tmp / "testsuite" / "_t")
+        shutil.rmtree(top)
+        (tmp / ".extracted").write_text(Path(tarball).name + "\n")
+        if root.exists():
+            shutil.rmtree(root)
+        tmp.rename(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root / "testsuite"
+
+
+def discover_torture(root: Path | None = None) -> tuple[list[Test], dict[str, str]]:
+    """All torture tests this gate can run, and {test id: why skipped} for the rest.
+
+    Only the top level of each directory: builtins/ needs GCC's helper library and
+    the other subdirectories are target-specific (ieee/ needs its .x option files).
+    """
+    root = root or torture_root()
+    tests, skipped = [], {}
+    for d in TORTURE_DIRS:
+        require_run = d != "gcc.c-torture/execute"  # execute/ runs every test unless told otherwise
+        for path in sorted((root / d).glob("*.c")):
+            tid = f"{d}/{path.name}"
+            data = path.read_bytes()
+            flags, why = test_flags(data.decode("utf-8", errors="replace"), require_run)
+            if flags is None:
+                skipped[tid] = why
+                continue
+            tests.append(Test("torture", tid, path, flags, None, _digest(data, *flags)))
+    return tests, skipped
+
+
+def csmith_dir() -> Path:
+    return cache_dir() / "csmith"
+
+
+def csmith_version() -> str:
+    exe = shutil.which("csmith")
+    if not exe:
+        raise ValidateError("csmith is not installed (apt-get install csmith libcsmith-dev)")
+    # csmith writes platform.info into its working directory: keep it out of the caller's.
+    with tempfile.TemporaryDirectory(prefix="csmith-") as tmp:
+        r = subprocess.run([exe, "--version"], capture_output=True, text=True, cwd=tmp)
+    return r.stdout.split("\n")[0].strip() or "unknown"
+
+
+def csmith_program(seed: int) -> Path:
+    """The program csmith generates for this seed (cached; generated on first use)."""
+    path = csmith_dir() / f"{seed}.c"
+    if path.is_file():
+        return path
+    exe = shutil.which("csmith")
+    if not exe:
+        raise ValidateError("csmith is not installed (apt-get install csmith libcsmith-dev)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+    r = subprocess.run([exe, "--seed", str(seed), "-o", str(tmp)], capture_output=True, text=True, timeout=120,
+                       cwd=path.parent)
+    if r.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise ValidateError(f"csmith --seed {seed} failed: {r.stderr.strip()[-300:]}")
+    tmp.replace(path)
+    return path
+
+
+def _csmith_flags() -> tuple[str, ...]:
+    if not Path(CSMITH_INCLUDE, "csmith.h").is_file():
+        raise ValidateError(f"csmith's runtime headers are missing from {CSMITH_INCLUDE} "
+                            "(apt-get install libcsmith-dev)")
+    return (f"-I{CSMITH_INCLUDE}",)
+
+
+# --- running one compile / one program -------------------------------------------
+
+_TIMEOUT_CMD = shutil.which("timeout")
+
+
+@dataclass
+class Proc:
+    rc: int | None          # None: timed out
+    out: str
+    err: str
+    seconds: float
+
+
+def _run(cmd: list[str], timeout: float, env: dict | None = None, cwd: str | None = None) -> Proc:
+    """Run in a session of its own, so a timeout kills the whole tree (clang's
+    linker, the plugin's trial children), not just the direct child."""
+    start = time.perf_counter()
+    if _TIMEOUT_CMD:
+        # A second deadline that does not depend on us: if this process is
+        # interrupted, a looping test program still dies instead of spinning on.
+        cmd = [_TIMEOUT_CMD, "-s", "KILL", f"{timeout + 5:g}", *cmd]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env, cwd=cwd, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = p.communicate()
+        rc = None
+    return Proc(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), time.perf_counter() - start)
+
+
+def _first_error(stderr: str) -> str:
+    """The line of a failed compile that says why, shortened."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in lines:
+        # The plugin's strict-mode error wraps the policy's reason in a Python
+        # exception with its traceback ("... At: file(line): ..."): keep the reason.
+        _, sep, why = ln.partition("policy failed (strict mode): ")
+        if sep:
+            why = re.sub(r"^(policy error: )?(PolicyError: )?(fixed: )?", "", why)
+            return why.split("  At:")[0].strip()[:240]
+    for pat in ("LLVM ERROR", "clang-llm: error", "error:", "fatal", "Assertion", "Stack dump"):
+        for ln in lines:
+            if pat in ln:
+                return ln[:240]
+    return (lines[-1][:240] if lines else "no message")
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
+class Compiler:
+    """How a test is compiled: plain clang-22 at a level, or clang-llm with a pipeline."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        self.name, self.argv, self.env = name, argv, env
+
+    @classmethod
+    def clang(cls, level: str) -> Compiler:
+        from .. import _paths
+
+        return cls(f"clang{level}", [_paths.find_clang(), level], _clean_env())
+
+    @classmethod
+    def pipeline(cls, passes: str, machine_outliner: bool, pipeline_file: Path) -> Compiler:
+        env = _clean_env()
+        env.update(CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE_FILE=str(pipeline_file), CLANG_LLM_STRICT="1")
+        if machine_outliner:
+            env["CLANG_LLM_MACHINE_OUTLINER"] = "1"
+        return cls("pipeline", [clang_llm_exe(), "-Oz-llm"], env)
+
+
+def clang_llm_exe() -> str:
+    here = Path(sys.executable).parent / "clang-llm"
+    if here.is_file():
+        return str(here)
+    found = shutil.which("clang-llm")
+    if not found:
+        raise ValidateError("cannot find the clang-llm command (is clang-llm installed in this environment?)")
+    return found
+
+
+# Which clang-22 to run is a choice of toolchain, made the same way for the
+# baselines (find_clang) and for clang-llm, so it is passed on.
+_TOOLCHAIN_VARS = ("CLANG_LLM_CLANG", "CLANG_LLM_CLANGXX")
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without the developer's clang-llm settings, which would
+    otherwise change what is being validated."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CLANG_LLM_") or k in _TOOLCHAIN_VARS}
+
+
+@dataclass
+class Outcome:
+    # pass | compile-error | compile-timeout | run-fail | run-timeout | wrong-output | nondeterministic
+    status: str
+    detail: str = ""
+    seconds: float = 0.0
+    # Not kept in the result cache: what the program printed and how long it ran.
+    output: str = ""
+    run_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "pass"
+
+
+def build_and_run(comp: Compiler, test: Test, work: Path, run_timeout: float = RUN_TIMEOUT) -> Outcome:
+    """Compile and link one test, run it, and judge its exit status / output."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="t.", dir=work) as tmp:
+        exe = os.path.join(tmp, "a.out")
+        c = _run([*comp.argv, *BASE_FLAGS, *test.flags, str(test.source), "-o", exe, *LINK_FLAGS],
+                 COMPILE_TIMEOUT, comp.env, tmp)
+        if c.rc is None:
+            return Outcome("compile-timeout", f"compile took over {COMPILE_TIMEOUT:g} s", time.perf_counter() - start)
+        if c.rc != 0:
+            return Outcome("compile-error", _first_error(c.err), time.perf_counter() - start)
+        r = _run([exe], run_timeout, _clean_env(), tmp)
+    secs = time.perf_counter() - start
+    if r.rc is None:
+        return Outcome("run-timeout", f"ran over {run_timeout:g} s", secs)
+    if r.rc != 0:
+        what = f"exit {r.rc}" if r.rc > 0 else _signal_name(r.rc)
+        return Outcome("run-fail", what, secs)
+    out = r.out.strip()
+    if test.expect is not None and out != test.expect:
+        return Outcome("wrong-output", f"printed {out[:80]!r}, expected {test.expect!r}", secs, out, r.seconds)
+    return Outcome("pass", "", secs, out, r.seconds)
+
+
+def compile_twice(comp: Compiler, test: Test, work: Path) -> Outcome:
+    """Compile one module to an object twice; the bytes must be equal."""
+    start = time.perf_counter()
+    objs = []
+    with tempfile.TemporaryDirectory(prefix="d.", dir=work) as tmp:
+        for i in range(2):
+            obj = os.path.join(tmp, f"{i}.o")
+            c = _run([*comp.argv, *BASE_FLAGS, *test.flags, "-c", str(test.source), "-o", obj],
+                     COMPILE_TIMEOUT, comp.env, tmp)
+            if c.rc is None:
+                return Outcome("compile-timeout", f"compile took over {COMPILE_TIMEOUT:g} s",
+                               time.perf_counter() - start)
+            if c.rc != 0:
+                return Outcome("compile-error", _first_error(c.err), time.perf_counter() - start)
+            objs.append(Path(obj).read_bytes())
+    secs = time.perf_counter() - start
+    if objs[0] != objs[1]:
+        return Outcome("nondeterministic", f"objects differ ({len(objs[0])} vs {len(objs[1])} bytes)", secs)
+    return Outcome("pass", "", secs)
+
+
+def _parallel(items: list, fn: Callable, jobs: int, progress: Callable[[int, int], None] | None = None):
+    """fn over items on `jobs` threads (each call spends its time in subprocesses);
+    yields (item, result) as they finish."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(fn, it): it for it in items}
+        for done, fut in enumerate(as_completed(futures), 1):
+            if progress:
+                progress(done, len(items))
+            yield futures[fut], fut.result()
+
+
+def _work_dir() -> Path:
+    d = cache_dir() / "work"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _ordered(tests: list[Test]) -> list[Test]:
+    """A stable order that spreads any prefix across the whole suite (for --limit)."""
+    return sorted(tests, key=lambda t: hashlib.sha256(t.id.encode()).hexdigest())
+
+
+# --- baselines ----------------------------------------------------------------------
+
+def _clang_version() -> str:
+    from .. import _paths
+
+    r = subprocess.run([_paths.find_clang(), "--version"], capture_output=True, text=True)
+    return r.stdout.split("\n")[0].strip()
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Replace path atomically (readers, and other writers, never see half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def build_torture_baseline(jobs: int, out: Path, log: Callable[[str], None] = print) -> dict:
+    """Find the torture tests that compile and pass at clang-22 -O0 and -Oz."""
+    tests, skipped = discover_torture()
+    log(f"torture: {len(tests)} runnable tests ({len(skipped)} skipped by their directives)")
+    work = _work_dir()
+    levels = {lvl: Compiler.clang(lvl) for lvl in ("-O0", "-Oz")}
+    passed: dict[str, set[str]] = {lvl: set() for lvl in levels}
+    failures: dict[str, dict[str, int]] = {lvl: {} for lvl in levels}
+    jobs_list = [(lvl, t) for t in tests for lvl in levels]
+    start = time.perf_counter()
+    for (lvl, t), o in _parallel(jobs_list, lambda job: build_and_run(levels[job[0]], job[1], work), jobs,
+                                 _progress_printer("torture baseline", log)):
+        if o.ok:
+            passed[lvl].add(t.id)
+        else:
+            failures[lvl][o.status] = failures[lvl].get(o.status, 0) + 1
+    both = [t for t in tests if t.id in passed["-O0"] and t.id in passed["-Oz"]]
+    stats = {
+        "found": len(tests) + len(skipped), "skipped_by_directives": len(skipped), "runnable": len(tests),
+        "pass_O0": len(passed["-O0"]), "pass_Oz": len(passed["-Oz"]), "pass_both": len(both),
+        "failures_O0": failures["-O0"], "failures_Oz": failures["-Oz"],
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    tarball = (cache_dir() / "gcc-testsuite" / ".extracted").read_text().strip()
+    header = [
+        "# The gcc torture tests (self-checking) that compile and pass at both clang-22 -O0 and -Oz.",
+        "# Rebuild: clang-llm-data validate baseline   (clang_llm/train/validate.py)",
+        f"# source\t{tarball} (Debian gcc-12-source): {', '.join(TORTURE_DIRS)}",
+        f"# clang\t{_clang_version()}",
+        f"# flags\t{' '.join(BASE_FLAGS)} <test's dg-options> <level> ... {' '.join(LINK_FLAGS)}",
+        f"# stats\t{json.dumps(stats, sort_keys=True)}",
+        "# test id<TAB>digest of source and flags",
+    ]
+    _write_text(out, "\n".join(header + [f"{t.id}\t{t.digest}" for t in sorted(both, key=lambda t: t.id)]) + "\n")
+    log(f"torture: {stats['pass_O0']} pass at -O0, {stats['pass_Oz']} at -Oz, {len(both)} at both -> {out}")
+    return stats
+
+
+def build_csmith_baseline(jobs: int, out: Path, count: int = CSMITH_PROGRAMS,
+                          log: Callable[[str], None] = print) -> dict:
+    """Generate programs for seeds 1, 2, ... until `count` are kept: those that
+    finish quickly at -O0 and print the same at -Oz. Their -O0 output is the reference."""
+    flags = _csmith_flags()
+    work = _work_dir()
+    o0, oz = Compiler.clang("-O0"), Compiler.clang("-Oz")
+    kept: dict[int, tuple[str, str]] = {}
+    dropped: dict[int, str] = {}
+    start = time.perf_counter()
+
+    def judge(seed: int) -> tuple[str, str | None]:
+        src = csmith_program(seed)
+        # Programs slower than the limit are dropped anyway: do not wait for them.
+        ref = build_and_run(o0, Test("csmith", f"csmith/{seed}", src, flags), work,
+                            run_timeout=2 * CSMITH_MAX_O0_SECONDS)
+        if not ref.ok:
+            return "O0 " + ref.status, None
+        if ref.run_seconds > CSMITH_MAX_O0_SECONDS:
+            return "slow at -O0", None
+        # csmith prints one checksum line; anything else is not a usable reference.
+        if not ref.output or "\n" in ref.output or "\t" in ref.output:
+            return "no checksum line", None
+        z = build_and_run(oz, Test("csmith", f"csmith/{seed}", src, flags, ref.output), work)
+        if not z.ok:
+            return "Oz " + z.status, None
+        return "kept", ref.output
+
+    seed = 1
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while len(kept) < count and seed <= CSMITH_MAX_SEEDS:
+            batch = list(range(seed, min(seed + max(8, count - len(kept)), CSMITH_MAX_SEEDS + 1)))
+            seed = batch[-1] + 1
+            for s, (status, expect) in zip(batch, pool.map(judge, batch)):
+                if status == "kept":
+                    kept[s] = (_digest(csmith_program(s).read_bytes()), expect)
+                else:
+                    dropped[s] = status
+            log(f"csmith baseline: {len(kept)} kept after {seed - 1} seeds")
+    seeds = sorted(kept)[:count]
+    if len(seeds) < count:
+        raise ValidateError(f"only {len(seeds)} csmith programs qualified in {CSMITH_MAX_SEEDS} seeds")
+    why_dropped: dict[str, int] = {}
+    for s, status in dropped.items():
+        if s < max(seeds):  # the last batch may have gone past the seed that completed the set
+            why_dropped[status] = why_dropped.get(status, 0) + 1
+    stats = {"seeds_tried": max(seeds), "kept": len(seeds), "dropped": why_dropped,
+             "seconds": round(time.perf_counter() - start, 1)}
+    header = [
+        "# csmith programs (seed -> generated program digest, -O0 output) that finish within "
+        f"{CSMITH_MAX_O0_SECONDS:g} s at clang-22 -O0 and print the same at -Oz.",
+        "# Rebuild: clang-llm-data validate baseline   (clang_llm/train/validate.py)",
+        f"# csmith\t{csmith_version()} (Debian csmith): csmith --seed SEED",
+        f"# clang\t{_clang_version()}",
+        f"# flags\t{' '.join(BASE_FLAGS)} {' '.join(flags)} <level> ... {' '.join(LINK_FLAGS)}",
+        f"# stats\t{json.dumps(stats, sort_keys=True)}",
+        "# seed<TAB>program digest<TAB>expected output",
+    ]
+    _write_text(out, "\n".join(header + [f"{s}\t{kept[s][0]}\t{kept[s][1]}" for s in seeds]) + "\n")
+    log(f"csmith: kept {len(seeds)} of {max(seeds)} seeds -> {out}")
+    return stats
+
+
+def _read_baseline(name: str) -> list[list[str]]:
+    path = committed_dir() / name
+    if not path.is_file():
+        raise ValidateError(f"no baseline {path}: run `clang-llm-data validate baseline` first")
+    return [ln.split("\t") for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+
+
+def torture_tests() -> list[Test]:
+    """The torture baseline's tests, checked against the extracted suite."""
+    rows = _read_baseline(TORTURE_BASELINE)
+    found = {t.id: t for t in discover_torture()[0]}
+    out = []
+    for row in rows:
+        tid, digest = row[0], row[1]
+        t = found.get(tid)
+        if t is None or t.digest != digest:
+            raise ValidateError(f"torture test {tid} differs from the baseline (another gcc-12-source, or "
+                                "changed directive handling): rebuild with `clang-llm-data validate baseline`")
+        out.append(t)
+    return out
+
+
+def csmith_tests() -> list[Test]:
+    rows = _read_baseline(CSMITH_BASELINE)
+    flags = _csmith_flags()
+    out = []
+    for seed, digest, expect in rows:
+        src = csmith_program(int(seed))
+        if _digest(src.read_bytes()) != digest:
+            raise ValidateError(f"csmith seed {seed} generates another program than the baseline's (csmith "
+                                f"version {csmith_version()}?): rebuild with `clang-llm-data validate baseline`")
+        out.append(Test("csmith", f"csmith/{seed}", src, flags, expect, _digest(digest, expect, *flags)))
+    return out
+
+
+def _progress_printer(what: str, log: Callable[[str], None]) -> Callable[[int, int], None]:
+    step = {"next": 0.0}
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done / total >= step["next"]:
+            log(f"  {what}: {done}/{total}")
+            step["next"] = done / total + 0.1
+
+    return progress
+
+
+# --- validating a pipeline ------------------------------------------------------------
+
+@dataclass
+class Verdict:
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+    # suite -> {"tests", "passed", "failed", "cached"}
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    # suite -> [(test id, status, detail)] of every failure
+    failures: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    # Time spent in the tests' compiles and runs, cached outcomes included: unlike
+    # `seconds` it does not shrink when a rerun finds everything cached.
+    test_seconds: float = 0.0
+
+    def to_json(self, max_failures: int = 50) -> dict:
+        return {"ok": self.ok, "reasons": self.reasons, "counts": self.counts, "seconds": round(self.seconds, 1),
+                "test_seconds": round(self.test_seconds, 1),
+                "failures": {s: [list(f) for f in fs[:max_failures]] for s, fs in self.failures.items()}}
+
+
+_toolchain_id: str | None = None
+
+
+def toolchain_id() -> str:
+    """What the cached outcomes depend on besides the pipeline: the plugin and clang."""
+    global _toolchain_id
+    if _toolchain_id is None:
+        from .. import _paths
+
+        clang = os.path.realpath(_paths.find_clang())
+        st = os.stat(clang)
+        _toolchain_id = _digest(Path(_paths.plugin_path()).read_bytes(), f"{clang} {st.st_size} {st.st_mtime_ns}",
+                                " ".join(BASE_FLAGS + LINK_FLAGS), f"{COMPILE_TIMEOUT} {RUN_TIMEOUT}")
+    return _toolchain_id
+
+
+def pipeline_key(passes: str, machine_outliner: bool) -> str:
+    from .store import pipeline_key as key
+
+    return key(passes, machine_outliner)
+
+
+class _Results:
+    """Outcomes of one pipeline, appended to a JSON-lines file as they arrive."""
+
+    # Timeouts are not kept: on two shared cores they may be load, not the pipeline.
+    TRANSIENT = ("compile-timeout", "run-timeout")
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.lock = threading.Lock()
+        self.known: dict[tuple[str, str, str], Outcome] = {}
+        if path and path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by an interrupted run
+                    continue
+                self.known[(e["suite"], e["test"], e["digest"])] = Outcome(e["status"], e["detail"], e["seconds"])
+
+    def get(self, suite: str, t: Test) -> Outcome | None:
+        return self.known.get((suite, t.id, t.digest))
+
+    def put(self, suite: str, t: Test, o: Outcome) -> None:
+        if self.path is None or o.status in self.TRANSIENT:
+            return
+        line = json.dumps({"suite": suite, "test": t.id, "digest": t.digest, "status": o.status,
+                           "detail": o.detail, "seconds": round(o.seconds, 3)})
+        with self.lock:
+            self.known[(suite, t.id, t.digest)] = o
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+
+SMOKE_PROGRAM = r"""
+#include <stdio.h>
+static int tri(int n) { int s = 0; for (int i = 1; i <= n; i++) s += i; return s; }
+int main(void) { printf("%d\n", tri(10)); return tri(10) != 55; }
+"""
+
+
+def _smoke(comp: Compiler, work: Path) -> str | None:
+    """None if the pipeline compiles and runs a trivial program, else why not.
+    A pipeline that does not parse or aborts on everything fails here, once."""
+    src = work / "smoke.c"
+    if not src.is_file():
+        src.write_text(SMOKE_PROGRAM)
+    o = build_and_run(comp, Test("smoke", "smoke.c", src, (), "55"), work)
+    return None if o.ok else f"{o.status}: {o.detail}"
+
+
+def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[str] = SUITES,
+             jobs: int | None = None, limit: int | None = None, only: Iterable[str] | None = None,
+             use_cache: bool = True, log: Callable[[str], None] | None = None) -> Verdict:
+    """Run the correctness gate on one pipeline.
+
+    limit: at most this many tests per suite (a fixed subset spread over the
+    suite), for quick runs; a verdict on a subset is not a full validation.
+    only: just these test ids (e.g. "gcc.c-torture/execute/20000113-1.c",
+    "csmith/12"), to re-check known failures.
+    """
+    suites = tuple(suites)
+    only = set(only) if only is not None else None
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        raise ValueError(f"unknown suites {sorted(unknown)} (expected some of {', '.join(SUITES)})")
+    jobs = jobs or os.cpu_count() or 1
+    start = time.perf_counter()
+    work = _work_dir()
+    key = pipeline_key(passes, machine_outliner)
+    pdir = cache_dir() / "pipelines"
+    pdir.mkdir(parents=True, exist_ok=True)
+    pfile = pdir / f"{key}.pipeline"
+    if not pfile.is_file() or pfile.read_text() != passes:
+        _write_text(pfile, passes)
+    comp = Compiler.pipeline(passes, machine_outliner, pfile)
+    results = _Results(cache_dir() / "results" / f"{key}-{toolchain_id()}.jsonl" if use_cache else None)
+    if results.path:
+        results.path.parent.mkdir(parents=True, exist_ok=True)
+
+    verdict = Verdict(ok=True)
+    why = _smoke(comp, work)
+    if why:
+        verdict.ok = False
+        verdict.reasons.append(f"pipeline: cannot compile and run a trivial program: {why}")
+        verdict.seconds = time.perf_counter() - start
+        return verdict
+
+    plan: dict[str, tuple[list[Test], Callable]] = {}
+    torture = csmith = None
+    if "torture" in suites or "determinism" in suites:
+        torture = _ordered(torture_tests())
+    if "csmith" in suites or "determinism" in suites:
+        csmith = _ordered(csmith_tests())
+    if "determinism" in suites:
+        # The largest modules give the optimiser the most room to depend on
+        # something unstable (hash order, addresses).
+        big = sorted(torture, key=lambda t: (-t.source.stat().st_size, t.id))[:DETERMINISM_TORTURE]
+        plan["determinism"] = (big + csmith[:DETERMINISM_CSMITH],
+                               lambda t: compile_twice(comp, t, work))
+    if "torture" in suites:
+        plan["torture"] = (torture, lambda t: build_and_run(comp, t, work))
+    if "csmith" in suites:
+        plan["csmith"] = (csmith, lambda t: build_and_run(comp, t, work))
+
+    for suite in SUITES:
+        if suite not in plan:
+            continue
+        tests, fn = plan[suite]
+        if only is not None:
+            tests = [t for t in tests if t.id in only]
+        if limit is not None:
+            tests = tests[:limit]
+        outcomes: dict[str, Outcome] = {}
+        todo = []
+        for t in tests:
+            cached = results.get(suite, t)
+            if cached is not None:
+                outcomes[t.id] = cached
+            else:
+                todo.append(t)
+        for t, o in _parallel(todo, fn, jobs, _progress_printer(suite, log) if log else None):
+            outcomes[t.id] = o
+            results.put(suite, t, o)
+        verdict.test_seconds += sum(outcomes[t.id].seconds for t in tests)
+        failed = sorted((t.id, outcomes[t.id].status, outcomes[t.id].detail) for t in tests
+                        if not outcomes[t.id].ok)
+        verdict.counts[suite] = {"tests": len(tests), "passed": len(tests) - len(failed), "failed": len(failed),
+                                 "cached": len(tests) - len(todo)}
+        if failed:
+            verdict.ok = False
+            verdict.failures[suite] = failed
+            shown = ", ".join(f"{Path(tid).name} ({status}: {detail})" for tid, status, detail in failed[:4])
+            more = f", and {len(failed) - 4} more" if len(failed) > 4 else ""
+            verdict.reasons.append(f"{suite}: {len(failed)} of {len(tests)} tests fail: {shown}{more}")
+    verdict.seconds = time.perf_counter() - start
+    return verdict
+
+
+# --- command line ------------------------------------------------------------------------
+
+def _cmd_baseline(args) -> int:
+    try:
+        if not args.skip_torture:
+            build_torture_baseline(args.jobs, committed_dir() / TORTURE_BASELINE)
+        if not args.skip_csmith:
+            build_csmith_baseline(args.jobs, committed_dir() / CSMITH_BASELINE, args.csmith_programs)
+    except ValidateError as e:
+        print(f"clang-llm-data: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _machine() -> str:
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, {_clang_version()}"
+
+
+def _cmd_pipelines(args) -> int:
+    from .. import pipelines
+
+    todo: list[tuple[str, str, bool]] = []
+    if args.candidates:
+        wanted = set(args.names.split(",")) if args.names else None
+        for c in pipelines.candidates():
+            if wanted is None or c.name in wanted:
+                todo.append((c.name, c.passes, c.machine_outliner))
+        if wanted and wanted - {n for n, _, _ in todo}:
+            print(f"clang-llm-data: error: no candidates named {sorted(wanted - {n for n, _, _ in todo})}",
+                  file=sys.stderr)
+            return 1
+    for path in args.pipeline_file or ():
+        text = Path(path).read_text().strip()
+        if not text:
+            print(f"clang-llm-data: error: {path} is empty", file=sys.stderr)
+            return 1
+        name = Path(path).stem + ("+mo" if args.machine_outliner else "")
+        todo.append((name, text, args.machine_outliner))
+    if not todo:
+        print("clang-llm-data: error: give --candidates and/or --pipeline-file", file=sys.stderr)
+        return 1
+
+    report_path = Path(args.report)
+    report = {"pipelines": []}
+    if report_path.is_file():  # keep entries of pipelines not validated in this run
+        report = json.loads(report_path.read_text())
+    entries = {(e["name"], e["key"]): e for e in report.get("pipelines", [])}
+    suites = tuple(args.suites.split(","))
+    failed_any = False
+    for name, passes, mo in todo:
+        print(f"validating {name} ({len(passes)} chars, outliner={int(mo)})", file=sys.stderr)
+        try:
+            v = validate(passes, mo, suites=suites, jobs=args.jobs, limit=args.limit,
+                         only=args.only.split(",") if args.only else None, use_cache=not args.fresh,
+                         log=lambda s: print(s, file=sys.stderr))
+        except ValidateError as e:
+            print(f"clang-llm-data: error: {e}", file=sys.stderr)
+            return 1
+        key = pipeline_key(passes, mo)
+        entry = {"name": name, "key": key, "machine_outliner": mo, "ok": v.ok, "excluded": not v.ok,
+                 "full": args.limit is None and not args.only and set(suites) == set(SUITES),
+                 "limit": args.limit, "toolchain": toolchain_id(),
+                 "suites": list(suites), **v.to_json(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        entries[(name, key)] = entry
+        failed_any |= not v.ok
+        state = "ok" if v.ok else "EXCLUDED: " + "; ".join(v.reasons)
+        print(f"{name}: {state} ({v.seconds:.0f} s; {json.dumps(v.counts)})", file=sys.stderr)
+        report = {
+            # Entries may come from several runs (each records its limit and suites).
+            "command": "clang-llm-data validate pipelines --candidates [--names N,...] [--limit N]",
+            "machine": _machine(),
+            "baseline": {"torture": len(_read_baseline(TORTURE_BASELINE)),
+                         "csmith": len(_read_baseline(CSMITH_BASELINE))},
+            "pipelines": sorted(entries.values(), key=lambda e: e["name"]),
+        }
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(report_path, json.dumps(report, indent=1) + "\n")
+    print(f"wrote {report_path}", file=sys.stderr)
+    return 2 if failed_any and args.check else 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("validate", help="the correctness gate (determinism, gcc torture tests, csmith)")
+    vsub = p.add_subparsers(dest="validate_command", required=True)
+    b = vsub.add_parser("baseline", help="build the torture baseline and the csmith references (committed data)")
+    b.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    b.add_argument("--csmith-programs", type=int, default=CSMITH_PROGRAMS)
+    b.add_argument("--skip-torture", action="store_true")
+    b.add_argument("--skip-csmith", action="store_true")
+    b.set_defaults(func=_cmd_baseline)
+    v = vsub.add_parser("pipelines", help="validate pipelines; write a JSON report (ok or excluded with reasons)")
+    v.add_argument("--candidates", action="store_true", help="the shipped candidate set (clang_llm.pipelines)")
+    v.add_argument("--names", help="with --candidates: only these, comma-separated")
+    v.add_argument("--pipeline-file", action="append", help="a file holding one pipeline (may repeat)")
+    v.add_argument("--machine-outliner", action="store_true", help="with --pipeline-file: outliner on")
+    v.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
+    v.add_argument("--limit", type=int, help="at most N tests per suite (fixed subset): quick, not a full gate")
+    v.add_argument("--only", help="just these test ids, comma-separated (e.g. to re-check failures)")
+    v.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    v.add_argument("--fresh", action="store_true", help="ignore cached outcomes")
+    v.add_argument("--report", default=str(committed_dir() / REPORT))
+    v.add_argument("--check", action="store_true", help="exit with status 2 if any pipeline is excluded")
+    v.set_defaults(func=_cmd_pipelines)

@@ -1,0 +1,113 @@
+"""The onnx back end inside real compiles: clang-llm -Oz-llm with CLANG_LLM_POLICY=onnx.
+
+A tiny random model exported here stands in for the shipped one (its choices are
+arbitrary, which is the point: whatever it picks must be what clang compiles),
+so the test does not depend on a trained artifact; the shipped model, when there
+is one, gets the same check.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import BIN, clean_env, run
+
+pytestmark = pytest.mark.integration
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from clang_llm import _paths, features, ir, pipelines  # noqa: E402
+from clang_llm.train import model  # noqa: E402
+
+SOURCE = r"""
+#include <string.h>
+struct item { const char *name; int weight; };
+static int score(const struct item *it) { return it->weight * 3 + (int)strlen(it->name); }
+int best(const struct item *items, int n) {
+    int top = -1, at = -1;
+    for (int i = 0; i < n; i++) {
+        int s = score(&items[i]);
+        switch (s & 3) { case 0: s += 1; break; case 3: s -= 2; break; default: break; }
+        if (s > top) { top = s; at = i; }
+    }
+    return at;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    tok = ir.train_tokenizer(["define i32 @0(ptr %0) {\nload i32, ptr %0\nret i32 %1\n}"] * 2,
+                             vocab_size=200, min_frequency=1)
+    (out / "tokenizer.json").write_text(tok.to_str())
+    torch.manual_seed(1)
+    cfg = model.NetConfig(vocab=tok.get_vocab_size(), features=len(features.NAMES),
+                          outputs=len(pipelines.candidates()), dim=16, layers=1, heads=2, ff=32, hidden=16)
+    f = [1.0] * len(features.NAMES)
+    net = model.build_net(cfg, f, f).eval()
+    model.export(net, out / "model.onnx", ir.tokenizer_hash((out / "tokenizer.json").read_text()), {})
+    return out / "model.onnx"
+
+
+def _models(tiny_model):
+    yield tiny_model
+    shipped = _paths.shipped_file("data", "model.onnx")
+    if shipped:
+        yield shipped
+
+
+def test_onnx_policy_compiles_what_it_logs(tiny_model, tmp_path, clang):
+    src = tmp_path / "items.c"
+    src.write_text(SOURCE)
+    for n, model_path in enumerate(_models(tiny_model)):
+        log = tmp_path / f"log{n}.jsonl"
+        obj = tmp_path / f"items{n}.o"
+        run([BIN / "clang-llm", "-Oz-llm", "-c", src, "-o", obj],
+            env=clean_env(CLANG_LLM_POLICY="onnx", CLANG_LLM_MODEL=model_path, CLANG_LLM_STRICT=1,
+                          CLANG_LLM_LOG=log))
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        assert len(entries) == 1
+        e = entries[0]
+        assert e["backend"] == "onnx" and e["fallback"] is None and e["mode"] == "top1"
+        assert set(e["predicted"]) == {c.name for c in pipelines.candidates()}
+        assert e["pipeline"] == min(e["predicted"], key=lambda k: (e["predicted"][k], k != "oz"))
+        # What the model chose is exactly what clang compiled: the same object as
+        # asking for that candidate by name.
+        ref = tmp_path / f"ref{n}.o"
+        run([BIN / "clang-llm", "-Oz-llm", "-c", src, "-o", ref],
+            env=clean_env(CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE=e["pipeline"], CLANG_LLM_STRICT=1))
+        assert obj.read_bytes() == ref.read_bytes()
+
+
+def test_broken_model_falls_back_to_oz_in_a_real_compile(tiny_model, tmp_path, clang):
+    src = tmp_path / "items.c"
+    src.write_text(SOURCE)
+    broken = tmp_path / "m"
+    broken.mkdir()
+    shutil.copyfile(tiny_model, broken / "model.onnx")
+    (broken / "tokenizer.json").write_text("{}")
+    r = run([BIN / "clang-llm", "-Oz-llm", "-c", src, "-o", tmp_path / "a.o"],
+            env=clean_env(CLANG_LLM_POLICY="onnx", CLANG_LLM_MODEL=broken / "model.onnx"))
+    err = r.stderr.decode()
+    assert "using clang's -Oz pipeline for" in err and "tokenizer" in err
+    run([clang, "-Oz", "-c", src, "-o", tmp_path / "b.o"])
+    assert (tmp_path / "a.o").read_bytes() == (tmp_path / "b.o").read_bytes()
+    strict = run([BIN / "clang-llm", "-Oz-llm", "-c", src, "-o", tmp_path / "c.o"], check=False,
+                 env=clean_env(CLANG_LLM_POLICY="onnx", CLANG_LLM_MODEL=broken / "model.onnx", CLANG_LLM_STRICT=1))
+    assert strict.returncode != 0
+
+
+def test_explain_shows_choice_and_measures(tiny_model, tmp_path, clang):
+    src = tmp_path / "items.c"
+    src.write_text(SOURCE)
+    r = run([BIN / "clang-llm", "explain", src, "-DUNUSED=1", "--measure", "--top", "2", "--json"],
+            env=clean_env(CLANG_LLM_MODEL=tiny_model))
+    (rep,) = json.loads(r.stdout)
+    assert len(rep["candidates"]) == 3 and rep["chosen"] == rep["candidates"][0]["name"]
+    assert rep["oz_text"] > 0 and all(c["text"] > 0 for c in rep["candidates"])
+    if any(c["name"] == "oz" for c in rep["candidates"]):
+        assert next(c for c in rep["candidates"] if c["name"] == "oz")["text"] == rep["oz_text"]
+    human = run([BIN / "clang-llm", "explain", src], env=clean_env(CLANG_LLM_MODEL=tiny_model)).stdout.decode()
+    assert "chosen" in human and "predicted" in human

@@ -1,0 +1,209 @@
+"""The model: a tiny random network's forward pass, ONNX export with metadata,
+the runtime's refusal of mismatched or corrupt models, and the policy's onnx
+back end falling back to -Oz (or failing under CLANG_LLM_STRICT)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from clang_llm import features, ir, pipelines, policy, ranker  # noqa: E402
+from clang_llm.train import model  # noqa: E402
+
+SAMPLE = (Path(__file__).with_name("data") / "sample.ll").read_text()
+K = len(pipelines.candidates())
+
+
+def tiny(use_tokens=True, use_features=True, vocab=300):
+    torch.manual_seed(0)
+    cfg = model.NetConfig(vocab=vocab, features=len(features.NAMES), outputs=K, use_tokens=use_tokens,
+                          use_features=use_features, dim=16, layers=1, heads=2, ff=32, hidden=16, dropout=0.0)
+    f = np.ones(len(features.NAMES), dtype=np.float32)
+    return model.build_net(cfg, f * 0.5, f * 2.0).eval()
+
+
+def test_forward_shape_oz_fixed_and_padding_ignored():
+    net = tiny()
+    tok = torch.randint(3, 300, (2, 3, 10))
+    mask = torch.ones(2, 3)
+    feats = torch.randn(2, len(features.NAMES))
+    out = net(tok, mask, feats)
+    assert out.shape == (2, K) and torch.all(out[:, 0] == 0)
+    # Padding tokens and padding chunks change nothing.
+    tok2 = torch.cat([tok, torch.zeros(2, 3, 5, dtype=torch.int64)], dim=2)
+    tok2 = torch.cat([tok2, torch.randint(3, 300, (2, 1, 15))], dim=1)
+    mask2 = torch.cat([mask, torch.zeros(2, 1)], dim=1)
+    assert torch.allclose(net(tok2, mask2, feats), out, atol=1e-5)
+    # ... and the input does matter.
+    assert not torch.allclose(net(torch.randint(3, 300, (2, 3, 10)), mask, feats), out)
+
+
+def test_scoring_and_verify_selection():
+    text = np.array([[100.0, 90, 110], [50, 60, np.nan], [0, 0, 0]])
+    order = np.array([[1, 0, 2], [2, 1, 0], [0, 1, 2]])
+    top1 = model.choose_sizes(text, order)
+    assert list(top1) == [90, 50, 0]                 # a failed candidate costs a fallback to -Oz
+    assert list(model.choose_sizes(text, np.array([[2, 1, 0]] * 3), k=2)) == [90, 50, 0]
+    s = model.score(text, top1)
+    assert s["modules_with_code"] == 2 and s["improved"] == pytest.approx(1 / 3)
+    assert s["geomean_ratio"] == pytest.approx(0.9 ** 0.5)
+    assert s["total_reduction"] == pytest.approx(10 / 150)
+
+
+@pytest.fixture(scope="module")
+def _exported_once(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    tok = ir.train_tokenizer([ir.normalise(SAMPLE)] * 3, vocab_size=300, min_frequency=1)
+    (out / "tokenizer.json").write_text(tok.to_str())
+    digest = ir.tokenizer_hash((out / "tokenizer.json").read_text())
+    net = tiny(vocab=tok.get_vocab_size())
+    model.export(net, out / "model.onnx", digest, {"variant": "test"})
+    return net, out, tok
+
+
+@pytest.fixture
+def exported(_exported_once, tmp_path):
+    """A fresh copy per test: some tests damage it."""
+    net, out, tok = _exported_once
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copyfile(out / name, tmp_path / name)
+    return net, tmp_path / "model.onnx", tok
+
+
+def test_export_carries_metadata_and_matches_torch(exported):
+    net, path, tok = exported
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["clang_llm.candidate_set"] == pipelines.set_hash()
+    assert json.loads(meta["clang_llm.candidates"]) == [c.name for c in pipelines.candidates()]
+    assert meta["clang_llm.tokenizer"] == ir.tokenizer_hash((path.parent / "tokenizer.json").read_text())
+    assert meta["clang_llm.llvm"] == "22.1" and meta["clang_llm.inputs"] == "tokens,features"
+    assert meta["clang_llm.norm"] == ranker.norm_signature() and meta["clang_llm.features"] == ranker.feature_signature()
+    r = ranker.Ranker(str(path))
+    ranked, predicted = r.rank(SAMPLE)
+    assert sorted(c.name for c in ranked) == sorted(c.name for c in pipelines.candidates())
+    assert predicted["oz"] == 1.0
+    assert [predicted[c.name] for c in ranked] == sorted(predicted.values())
+    enc = ir.encode(SAMPLE, tok)
+    with torch.no_grad():
+        want = net(torch.as_tensor(ir.pad(enc.chunks))[None], torch.ones(1, len(enc.chunks)),
+                   torch.as_tensor(features.vector(SAMPLE, enc.covered))[None])[0].numpy() / model.SCALE
+    assert np.allclose(r.predict(SAMPLE), want, atol=1e-4)
+    assert r.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_feature_only_model_needs_no_tokenizer(tmp_path):
+    path = tmp_path / "model.onnx"
+    model.export(tiny(use_tokens=False), path, "", {})
+    r = ranker.Ranker(str(path))
+    assert r.tokenizer is None and r.inputs == ["features"]
+    assert len(r.rank(SAMPLE)[0]) == K
+
+
+def _rewrite_meta(path: Path, key: str, value: str) -> None:
+    m = onnx.load(str(path))
+    for p in m.metadata_props:
+        if p.key == key:
+            p.value = value
+    onnx.save(m, str(path))
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("clang_llm.candidate_set", "0000000000000000", "candidate_set"),
+    ("clang_llm.norm", "0/chunk=1", "norm"),
+    ("clang_llm.features", "0/1", "features"),
+    ("clang_llm.llvm", "21.1", "llvm"),
+    ("clang_llm.candidates", '["oz"]', "ranks candidates"),
+])
+def test_mismatched_model_is_refused(exported, key, value, why):
+    _net, path, _tok = exported
+    _rewrite_meta(path, key, value)
+    with pytest.raises(ranker.ModelError, match=why):
+        ranker.Ranker(str(path))
+
+
+def test_tokenizer_mismatch_is_refused(exported):
+    _net, path, _tok = exported
+    other = ir.train_tokenizer([ir.normalise(SAMPLE)], vocab_size=200, min_frequency=1)
+    (path.parent / "tokenizer.json").write_text(other.to_str())
+    with pytest.raises(ranker.ModelError, match="tokenizer"):
+        ranker.Ranker(str(path))
+
+
+def test_corrupt_or_foreign_file_is_refused(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(ranker.ModelError, match="cannot load model"):
+        ranker.Ranker(str(bad))
+    with pytest.raises(ranker.ModelError, match="cannot load model"):
+        ranker.Ranker(str(tmp_path / "missing.onnx"))
+
+
+class IRModule:
+    route = "test"
+    name = source_filename = "sample.c"
+
+    def content_hash(self):
+        return "0123456789abcdef"
+
+    def ir_text(self):
+        return SAMPLE
+
+    def check(self, passes):
+        return None
+
+    def trial(self, passes):
+        return None
+
+
+def test_policy_onnx_back_end_ranks_and_logs(exported, monkeypatch, tmp_path):
+    _net, path, _tok = exported
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("CLANG_LLM_POLICY", "onnx")
+    monkeypatch.setenv("CLANG_LLM_MODEL", str(path))
+    monkeypatch.setenv("CLANG_LLM_LOG", str(log))
+    monkeypatch.setenv("CLANG_LLM_STRICT", "1")
+    d = policy.plugin_entry(IRModule())
+    entry = json.loads(log.read_text())
+    assert entry["backend"] == "onnx" and entry["fallback"] is None
+    assert entry["pipeline"] == d.name == min(entry["predicted"], key=entry["predicted"].get)
+    assert set(entry["predicted"]) == {c.name for c in pipelines.candidates()}
+    assert "onnx" not in policy.MODULE_INDEPENDENT and policy.preset_decision() is None
+
+
+def test_policy_falls_back_on_a_corrupt_model(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a model")
+    monkeypatch.setenv("CLANG_LLM_POLICY", "onnx")
+    monkeypatch.setenv("CLANG_LLM_MODEL", str(bad))
+    d = policy.plugin_entry(IRModule())
+    assert d.name == "oz" and d.passes == pipelines.oz_pipeline() and "cannot load model" in d.fallback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("clang-llm: warning: using clang's -Oz pipeline for 'sample.c'")
+    monkeypatch.setenv("CLANG_LLM_STRICT", "1")
+    with pytest.raises(policy.PolicyError, match="cannot load model"):
+        policy.plugin_entry(IRModule())
+
+
+def test_listwise_loss_rewards_the_right_order():
+    y = torch.tensor([[0.0, -0.4, 0.3]])
+    known = torch.ones(1, 3)
+    w = torch.ones(1)
+    right = model.listwise_loss(torch.tensor([[0.0, -0.5, 0.5]]), y, known, w)
+    wrong = model.listwise_loss(torch.tensor([[0.0, 0.5, -0.5]]), y, known, w)
+    assert right < wrong
+    # An unknown (failed) candidate is left out of both distributions.
+    masked = model.listwise_loss(torch.tensor([[0.0, -0.5, -9.0]]), y, torch.tensor([[1.0, 1.0, 0.0]]), w)
+    assert masked < right
+
+
+def test_targets_are_log_ratios_to_oz():
+    text = np.array([[100.0, 90.0, np.nan], [0.0, 0.0, 3.0]])
+    y = model.targets(text)
+    assert y[0, 0] == 0 and y[0, 1] == pytest.approx(np.log(91 / 101)) and np.isnan(y[0, 2])
+    assert y[1, 1] == 0 and y[1, 2] == pytest.approx(np.log(4.0))

@@ -1,0 +1,116 @@
+"""The correctness gate's pure parts: GCC test directives, error extraction, and
+the policy's machine-outliner knob for raw pipelines."""
+
+import pytest
+
+from clang_llm import pipelines, policy
+from clang_llm.train import validate
+
+
+@pytest.mark.parametrize("words, expected", [
+    (["*-*-*"], True),
+    (["x86_64-*-linux*"], True),
+    (["i?86-*-*", "x86_64-*-*"], True),
+    (["powerpc*-*-*", "arm*-*-*"], False),
+    (["int128"], True),
+    (["!", "run_expensive_tests"], True),
+    (["!", "lp64"], False),
+    ([["x86_64-*-*"], "&&", ["!", "ia32"]], True),
+    (["hppa*-*-hpux*", "&&", ["!", "lp64"]], False),
+    (["ia32", "||", "int128"], True),
+])
+def test_selector(words, expected):
+    assert validate.selector(words) is expected
+
+
+def test_selector_unknown_keyword_is_not_guessed():
+    with pytest.raises(validate._Unknown):
+        validate.selector(["some_new_effective_target"])
+
+
+def test_directives_parse_nested_braces_and_quotes():
+    text = ('/* { dg-do run { target { { i?86-*-* x86_64-*-* } && { ! ia32 } } } } */\n'
+            '/* { dg-options "-fwrapv -DN=\\"x\\"" } */\n')
+    assert validate.directives(text) == [
+        ("do", ["run", ["target", [["i?86-*-*", "x86_64-*-*"], "&&", ["!", "ia32"]]]]),
+        ("options", ['-fwrapv -DN="x"']),
+    ]
+
+
+@pytest.mark.parametrize("text, run, flags, why", [
+    ("int main() { return 0; }", False, (), ""),
+    ("int main() { return 0; }", True, None, "not a dg-do run test"),
+    ("/* { dg-do compile } */", True, None, "dg-do compile"),
+    ('/* { dg-do run } */\n/* { dg-options "-O2 -fwrapv -fdump-tree-optimized" } */', True, ("-fwrapv",), ""),
+    ('/* { dg-options "-fno-common" { target hppa*-*-hpux* } } */', False, (), ""),
+    ('/* { dg-options "-DEXPENSIVE" { target run_expensive_tests } } */', False, (), ""),
+    ('/* { dg-additional-options "-msse2" { target { i?86-*-* x86_64-*-* } } } */', False, ("-msse2",), ""),
+    ("/* { dg-require-effective-target int128 } */", False, (), ""),
+    ("/* { dg-require-effective-target dfp } */", False, None, "needs effective target dfp"),
+    ('/* { dg-skip-if "" { *-*-* } { "-O0" } { "" } } */', False, None, "dg-skip-if matches this target"),
+    ('/* { dg-skip-if "small" { avr-*-* } } */', False, (), ""),
+    ('/* { dg-xfail-run-if "" { powerpc-ibm-aix* } } */', False, (), ""),
+    ("/* { dg-do run { xfail { x86_64-*-* } } } */", True, None, "dg-do run is not for this target"),
+    ("/* { dg-add-options ieee } */", False, (), ""),
+    ("/* { dg-add-options float16 } */", False, None, "dg-add-options float16 (GCC-specific options)"),
+    ('/* { dg-additional-sources "other.c" } */', False, None, "dg-additional-sources is not supported here"),
+    ('/* { dg-options "-flto" } */', False, None, "option -flto needs clang's own middle end"),
+    ("/* { dg-require-effective-target mystery_feature } */", False, None,
+     "cannot decide selector term mystery_feature"),
+])
+def test_test_flags(text, run, flags, why):
+    assert validate.test_flags(text, run) == (flags, why)
+
+
+def test_first_error_keeps_the_policy_reason_without_traceback():
+    err = ("error: clang-llm: policy failed (strict mode): policy error: PolicyError: fixed: LLVM ERROR: "
+           "LICM requires MemorySSA (loop-mssa) (exit status 3)  At:   /x/policy.py(153): _decide_top1\n"
+           "1 error generated.\n")
+    assert validate._first_error(err) == "LLVM ERROR: LICM requires MemorySSA (loop-mssa) (exit status 3)"
+    assert validate._first_error("x.c:1:1: error: expected ';'\n1 error generated.\n") == \
+        "x.c:1:1: error: expected ';'"
+
+
+# --- the fixed back end's outliner knob (policy.py) --------------------------------
+
+@pytest.fixture
+def fixed(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_POLICY", "fixed")
+
+    def use(pipeline, outliner=None):
+        monkeypatch.setenv("CLANG_LLM_PIPELINE", pipeline)
+        if outliner is None:
+            monkeypatch.delenv("CLANG_LLM_MACHINE_OUTLINER", raising=False)
+        else:
+            monkeypatch.setenv("CLANG_LLM_MACHINE_OUTLINER", outliner)
+        return policy._fixed(None)[0]
+
+    return use
+
+
+def test_raw_pipeline_takes_the_outliner_from_the_environment(fixed):
+    raw = "function(sroa),function(instcombine<no-verify-fixpoint>)"
+    assert fixed(raw).machine_outliner is False
+    assert fixed(raw, "0").machine_outliner is False
+    cand = fixed(raw, "1")
+    assert (cand.name, cand.passes, cand.machine_outliner, cand.validated) == ("fixed", raw, True, False)
+    # Unvalidated: the driver must not preset it; the plugin asks the policy,
+    # which trial-runs it and hands the outliner to code generation.
+    assert policy.preset_decision() is None
+
+
+def test_raw_pipeline_equal_to_a_candidate_picks_the_matching_variant(fixed):
+    oz = pipelines.oz_pipeline()
+    assert fixed(oz).name == "oz"
+    with_mo = fixed(oz, "1")
+    assert with_mo.machine_outliner and with_mo.passes == oz
+    expected = pipelines.find(oz, True)
+    assert with_mo == expected
+    if expected.validated:
+        assert policy.preset_decision() == f"1:{oz}"
+
+
+def test_candidate_name_keeps_its_own_knobs(fixed):
+    assert fixed("oz", "1").machine_outliner is False
+    mo = next(c for c in pipelines.candidates() if c.machine_outliner)
+    assert fixed(mo.name).machine_outliner is True
