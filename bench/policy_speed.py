@@ -82,7 +82,8 @@ def main(argv=None) -> int:
                     "policy_ms": best[1] + best[2]})
     report = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, pinned to 1 core, {platform.system()}",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, pinned to 1, "
+                   f"{platform.system()}, load average {os.getloadavg()[0]:.1f} at the end",
         "command": "python bench/policy_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": r.path, "model_inputs": r.inputs, "model_variant": r.meta.get("variant", ""),
         "labels": lab.source, "split": args.split, "modules": len(per),

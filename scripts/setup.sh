@@ -38,5 +38,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test,data,train]"
+.venv/bin/python -m pip install -q -e ".[test,data,train,bench]"
 echo "clang-llm installed in $(pwd)/.venv ($(.venv/bin/python -m clang_llm --version))"

@@ -23,13 +23,13 @@ def fingerprint() -> str:
     h.update(f"backend {policy.backend_name()}\n".encode())
     h.update(f"candidates {pipelines.set_hash()}\n".encode())
     pkg = resources.files("clang_llm")
-    for name in (_paths.PLUGIN_NAME, "policy.py", "pipelines.py", "driver.py"):
-        h.update(name.encode() + pkg.joinpath(name).read_bytes())
-    model_dir = pkg.joinpath("data", "model")
-    if model_dir.is_dir():
-        for entry in sorted(model_dir.iterdir(), key=lambda p: p.name):
-            if entry.is_file():
-                h.update(entry.name.encode() + entry.read_bytes())
+    # Everything that decides a pipeline: the plugin, the policy and what the
+    # learned back end reads (normalisation, features, ranker, model, tokenizer).
+    for name in (_paths.PLUGIN_NAME, "policy.py", "pipelines.py", "driver.py", "ir.py", "features.py",
+                 "ranker.py", "data/model.onnx", "data/tokenizer.json"):
+        f = pkg.joinpath(*name.split("/"))
+        if f.is_file():
+            h.update(name.encode() + f.read_bytes())
     clang = os.path.realpath(_paths.find_clang())
     st = os.stat(clang)
     h.update(f"{clang} {st.st_size} {st.st_mtime_ns}\n".encode())
