@@ -582,6 +582,11 @@ def modules(split: str | Iterable[str] | None = None, include_tests: bool = Fals
     split, bytes, ir_instructions, functions. A module that several packages
     produced appears once, under the most protected split of those packages (test,
     then validation, then train).
+
+    hash is the content hash the plugin computed at compile time, and the file's
+    name: key results by it. A module read back from its .bc can hash differently
+    (about a third do), because the plugin's bitcode does not keep the use-list
+    order, which the printed IR the hash covers shows in its "; preds" comments.
     """
     lay = layout(root)
     assignment = load_split(split_path)
