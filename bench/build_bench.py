@@ -45,7 +45,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-BIN = Path(sys.executable).parent  # the venv's bin, where clang-llm is installed
+# Where the clang-llm under test is installed: this venv's bin, or (--install wheel,
+# the default) a scratch venv holding a wheel built from this checkout.
+BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "python"))  # run from a checkout without activating the venv
 
 from clang_llm import debsrc  # noqa: E402
@@ -163,6 +165,28 @@ def machine_info() -> dict:
         "commit": git + ("+dirty" if dirty else ""),
         "policy_backend": os.environ.get("CLANG_LLM_POLICY", "") or "default",
     }
+
+
+def install_wheel(where: Path) -> Path:
+    """Build a wheel of this checkout and install it (without dependencies: the
+    default back end needs none) into a fresh venv; returns that venv's bin.
+
+    This is what `pip install .` gives a user: byte-compiled modules and pip's
+    script wrappers. The development venv's editable install is slower to start
+    (an import hook redirects clang_llm into the source tree), which would be
+    measured as clang-llm's overhead though no user pays it."""
+    dist = where / "dist"
+    log(f"building a wheel of {REPO} ...")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
+                   check=True)
+    wheels = sorted(dist.glob("clang_llm-*.whl"))
+    if not wheels:
+        raise SystemExit(f"no wheel appeared in {dist}")
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheels[-1])],
+                   check=True)
+    return venv / "bin"
 
 
 # --- whole-package builds -------------------------------------------------------------
@@ -340,7 +364,9 @@ def markdown(report: dict) -> str:
               f"{p['reps']} repetitions per configuration, make -j{p['jobs']}, fresh source tree per build, "
               "configuration order rotated between repetitions; "
               + ("decision log on (CLANG_LLM_LOG), so clang-llm times include writing it."
-                 if p.get("log_decisions") else "no decision log (run with --log-decisions for the pipelines chosen)."),
+                 if p.get("log_decisions") else "no decision log (run with --log-decisions for the pipelines chosen).")
+              + (" clang-llm installed from a wheel of this checkout into a scratch venv, as `pip install .` does."
+                 if p.get("install") == "wheel" else " clang-llm from the development venv (editable install)."),
               "",
               f"Command: `{p['command']}`", ""]
     b = report.get("builds")
@@ -441,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
                          "off by default because writing the log costs time in every compile")
     ap.add_argument("--work", type=Path, help="where build trees go (default: a temporary directory)")
     ap.add_argument("--keep-trees", action="store_true", help="keep the build trees")
+    ap.add_argument("--install", choices=("wheel", "venv"), default="wheel",
+                    help="the clang-llm to measure: 'wheel' (default) builds a wheel of this checkout into a "
+                         "scratch venv, as a user would install it; 'venv' uses the one beside this Python")
     ap.add_argument("--out", type=Path,
                     help="report path without extension (default bench/out/build_bench-<package>-<time>)")
     args = ap.parse_args(argv)
@@ -453,12 +482,17 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or HERE / "out" / f"build_bench-{args.package}-{stamp}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    global BIN
+    install_dir = None
+    if args.install == "wheel":
+        install_dir = Path(tempfile.mkdtemp(prefix="clang-llm-bench-install-"))
+        BIN = install_wheel(install_dir)
 
     report = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(),
         "params": {"package": args.package, "reps": args.reps, "jobs": args.jobs, "configs": names,
-                   "log_decisions": args.log_decisions,
+                   "log_decisions": args.log_decisions, "install": args.install,
                    "passthrough_reps": args.passthrough_reps,
                    "command": " ".join(["python", "bench/build_bench.py", *(argv if argv is not None else sys.argv[1:])])},
     }
@@ -484,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         report["passthrough"] = passthrough(args.passthrough_reps)
     report["bench_wall_s"] = time.perf_counter() - start
 
+    if install_dir is not None:
+        shutil.rmtree(install_dir, ignore_errors=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(report))
     log(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

@@ -164,7 +164,10 @@ struct ModuleHandle {
   py::bytes bitcode() const {
     SmallVector<char, 0> Buf;
     raw_svector_ostream OS(Buf);
-    WriteBitcodeToFile(*M, OS);
+    // Keep the use-list order: the printed IR (and so content_hash) lists
+    // predecessors in that order, and without it about a third of captured
+    // modules read back with a different hash than the one they were named by.
+    WriteBitcodeToFile(*M, OS, /*ShouldPreserveUseListOrder=*/true);
     return py::bytes(Buf.data(), Buf.size());
   }
   std::optional<std::string> check(const std::string &Passes) const {

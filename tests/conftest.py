@@ -63,3 +63,14 @@ def lua_sources(tmp_path_factory):
     files = sorted((tree / "src").glob("*.c"))
     assert len(files) >= 20, files
     return files
+
+
+@pytest.fixture(autouse=True)
+def no_clang_llm_settings_in_unit_tests(request, monkeypatch):
+    """Unit tests see the defaults, whatever the developer's shell has set. (Here
+    rather than in tests/unit/conftest.py: a second conftest module would shadow
+    this one for `from conftest import ...` when unit and integration files run
+    in one pytest call.)"""
+    if "unit" in request.node.path.parts:
+        for var in [v for v in os.environ if v.startswith("CLANG_LLM_")]:
+            monkeypatch.delenv(var)

@@ -349,6 +349,9 @@ def run(argv: list[str], cxx: bool) -> int:
         return 1
     for note in plan.notes:
         print(note, file=sys.stderr)
+    if os.environ.get("CLANG_LLM_DRY_RUN"):
+        _print_plan(clang, plan)
+        return 0
     env = dict(os.environ)
     env.update(plan.env)
     env[RECURSION_GUARD] = "1"
@@ -362,6 +365,16 @@ def run(argv: list[str], cxx: bool) -> int:
     sys.stderr.flush()
     os.execve(clang, [clang, *plan.args], env)
     return 127  # not reached
+
+
+def _print_plan(clang: str, plan: Plan) -> None:
+    """CLANG_LLM_DRY_RUN=1: what would run, in the format the native launcher
+    (cpp/launcher.cpp) also prints, so tests can hold the two to one behaviour."""
+    lines = [f"exec {clang}", *(f"arg {a}" for a in plan.args),
+             *(f"env {k}={v}" for k, v in sorted(plan.env.items()))]
+    if plan.emit_llvm:
+        lines.append("emit-llvm")
+    print("\n".join(lines))
 
 
 def main_c() -> int:

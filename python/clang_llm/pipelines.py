@@ -20,30 +20,59 @@ name, machine_outliner (0/1), validated (0/1), note, passes.
 
 from __future__ import annotations
 
-from collections import namedtuple
-from functools import cache
-
 from . import _paths
 
 FORMAT_VERSION = 1
 
 
-# validated: set only once the pipeline passed the validation gate
-# (bench/fixed_pipelines.py: parses, deterministic, no failures); the plugin
-# trial-runs anything else in a forked child before trusting it.
-# (collections.namedtuple, not typing.NamedTuple: the plugin imports this module
-# in every compiler process, and typing alone costs milliseconds.)
-Candidate = namedtuple("Candidate", "name passes machine_outliner validated note",
-                       defaults=(False, False, ""))
+class Candidate:
+    """A pipeline string plus the code generator knobs for it.
+
+    validated: set only once the pipeline passed the validation gate
+    (train/validate.py); the plugin trial-runs anything else in a forked child
+    before trusting it. A plain class with value semantics rather than a
+    namedtuple or dataclass: the driver and plugin import this module on every
+    compile, and collections/functools alone cost about 2 ms there.
+    """
+
+    __slots__ = ("name", "passes", "machine_outliner", "validated", "note")
+
+    def __init__(self, name: str, passes: str, machine_outliner: bool = False,
+                 validated: bool = False, note: str = ""):
+        self.name, self.passes, self.note = name, passes, note
+        self.machine_outliner, self.validated = machine_outliner, validated
+
+    def _astuple(self) -> tuple:
+        return (self.name, self.passes, self.machine_outliner, self.validated, self.note)
+
+    def _asdict(self) -> dict:
+        return dict(zip(self.__slots__, self._astuple()))
+
+    def _replace(self, **changes) -> Candidate:
+        return Candidate(**{**self._asdict(), **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Candidate) and self._astuple() == other._astuple()
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __repr__(self) -> str:
+        return (f"Candidate(name={self.name!r}, machine_outliner={self.machine_outliner}, "
+                f"validated={self.validated}, passes={self.passes[:40]!r}...)")
+
+
+_memo: dict[str, object] = {}
 
 
 def _data(name: str) -> str:
     return _paths.read_shipped("data", name)
 
 
-@cache
 def oz_pipeline() -> str:
-    return _data("oz.pipeline").strip()
+    if "oz" not in _memo:
+        _memo["oz"] = _data("oz.pipeline").strip()
+    return _memo["oz"]
 
 
 COLUMNS = ("name", "machine_outliner", "validated", "note", "passes")
@@ -73,13 +102,15 @@ def parse(text: str) -> tuple[dict, tuple[Candidate, ...]]:
     return meta, tuple(rows)
 
 
-@cache
 def _load() -> tuple[dict, tuple[Candidate, ...]]:
+    if "set" in _memo:
+        return _memo["set"]
     meta, cands = parse(_data("candidates.tsv"))
     if not cands or cands[0].name != "oz" or cands[0].passes != oz_pipeline():
         raise ValueError("candidates.tsv must start with clang's -Oz pipeline (data/oz.pipeline)")
     if meta.get("best_fixed") not in {c.name for c in cands}:
         raise ValueError(f"candidates.tsv names an unknown best_fixed {meta.get('best_fixed')!r}")
+    _memo["set"] = meta, cands
     return meta, cands
 
 

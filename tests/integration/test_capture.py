@@ -88,6 +88,7 @@ def test_capture_saves_the_unoptimised_module_by_hash_and_objects_are_unchanged(
     assert [json.loads(line)["hash"] for line in log.read_text().splitlines()] == [h]
     bc = (cap / f"{h}.bc").read_bytes()
     m = _core.LoadedModule(bc, name="a")
+    assert m.content_hash() == h  # the bitcode keeps the use-list order the hash sees
     # Taken before any optimisation: -Oz's front end leaves locals in allocas.
     assert " alloca " in m.ir_text()
     meta = json.loads((cap / f"{h}.json").read_text())

@@ -50,6 +50,37 @@ def test_edits_apply_where_they_say():
     assert P.apply_edit(nodes, ("del", (0, 5, 9), 3)) is None
 
 
+def _names(text: str) -> list[str]:
+    return [n.name for _, _, lst in P.lists(P.parse(text)) for n in lst]
+
+
+def test_required_passes_survive_every_edit():
+    """ee-instrument and always-inline carry C semantics (-finstrument-functions,
+    always_inline extern inline): no edit removes or moves them, and mutants
+    and random pipelines always have them."""
+    nodes = P.base_nodes("oz")
+    ai = next(i for i, n in enumerate(nodes) if n.name == "always-inline")
+    for edit in (("del", (), ai), ("swap", (), ai), ("swap", (), ai - 1), ("dup", (), ai),
+                 ("param", (), ai, "x")):
+        assert P.apply_edit(nodes, edit) is None, edit
+    rng = random.Random(3)
+    ind = P.Individual("oz")
+    for _ in range(300):
+        ind = P.mutate(ind, rng, max_edits=5)
+        assert P.REQUIRED <= set(_names(ind.passes())), ind.edits
+    for _ in range(50):
+        text = P.random_pipeline(rng)
+        assert P.REQUIRED <= set(_names(text))
+        assert P.with_required(text) == text
+
+
+def test_old_random_bases_come_back_repaired():
+    old = "function(sroa<modify-cfg>,early-cse<>,mem2reg),globaldce,function(instsimplify)"
+    fixed = P.Individual(old).passes()
+    assert fixed == "function(ee-instrument<>),function(sroa<modify-cfg>,early-cse<>,mem2reg),always-inline," \
+                    "globaldce,function(instsimplify)"
+
+
 def test_sink_seed_matches_the_shipped_candidate():
     sink = next(s for s in search.seeds() if len(s.edits) == 1 and s.edits[0][0] == "param"
                 and not s.machine_outliner)
@@ -87,6 +118,7 @@ def test_generated_pipelines_parse(small_module):
     for _ in range(40):
         text = P.random_pipeline(rng)
         assert small_module.check(text) is None, text
+    assert small_module.check(P.with_required("function(instsimplify)")) is None
 
 
 # --- search and selection with a fake evaluator -------------------------------------

@@ -37,6 +37,16 @@ INERT = frozenset({
     "invalidate", "forceattrs", "inject-tli-mappings", "recompute-globalsaa",
 })
 
+# Passes that C semantics need, whatever the pipeline is for: ee-instrument
+# lowers -finstrument-functions (gcc's eeprof-1.c fails without it) and
+# always-inline must inline `extern inline __attribute__((always_inline))`
+# definitions, which clang emits available_externally and which otherwise end up
+# as undefined references (20041114-1.c fails to link). The gate found both in
+# search winners; no edit may remove or move them, and random pipelines start
+# with them.
+REQUIRED_PREFIX = "function(ee-instrument<>)"
+REQUIRED = frozenset({"ee-instrument", "always-inline"})
+
 # Module-level passes worth trying at the end of a pipeline (after -Oz's own),
 # beyond those -Oz already runs: outlining and merging shrink code that the
 # per-function pipeline cannot.
@@ -219,7 +229,7 @@ def apply_edit(nodes: tuple[Node, ...], edit: Edit) -> tuple[Node, ...] | None:
             return None
         lst.insert(i, parse(edit[3])[0])
     else:
-        if i >= len(lst) or lst[i].is_adaptor:
+        if i >= len(lst) or lst[i].is_adaptor or lst[i].name in REQUIRED:
             return None
         if kind == "del":
             del lst[i]
@@ -228,7 +238,7 @@ def apply_edit(nodes: tuple[Node, ...], edit: Edit) -> tuple[Node, ...] | None:
         elif kind == "dup":
             lst.insert(i + 1, lst[i])
         elif kind == "swap":
-            if i + 1 >= len(lst) or lst[i + 1].is_adaptor:
+            if i + 1 >= len(lst) or lst[i + 1].is_adaptor or lst[i + 1].name in REQUIRED:
                 return None
             lst[i], lst[i + 1] = lst[i + 1], lst[i]
         elif kind == "param":
@@ -275,7 +285,20 @@ def _describe_edit(e: Edit) -> str:
 
 @cache
 def base_nodes(base: str) -> tuple[Node, ...]:
-    return parse(pipelines.oz_pipeline() if base == "oz" else base)
+    return parse(pipelines.oz_pipeline() if base == "oz" else with_required(base))
+
+
+def with_required(text: str) -> str:
+    """The pipeline with the REQUIRED passes added where missing: ee-instrument
+    first, always-inline after the first element (once SSA promotion ran, as in
+    -Oz). Random bases drawn before REQUIRED existed come back repaired."""
+    nodes = list(parse(text))
+    names = {n.name for _, _, lst in lists(nodes) for n in lst}
+    if "always-inline" not in names:
+        nodes.insert(min(1, len(nodes)), Node("always-inline"))
+    if "ee-instrument" not in names:
+        nodes.insert(0, parse(REQUIRED_PREFIX)[0])
+    return unparse(nodes)
 
 
 # --- generators ------------------------------------------------------------------
@@ -285,7 +308,7 @@ def mutable_positions(nodes: tuple[Node, ...]) -> list[tuple[Path, str, int]]:
     out = []
     for path, level, lst in lists(nodes):
         for i, n in enumerate(lst):
-            if not n.is_adaptor and n.name not in INERT:
+            if not n.is_adaptor and n.name not in INERT and n.name not in REQUIRED:
                 out.append((path, level, i))
     return out
 
@@ -339,12 +362,12 @@ def _jsonable(e: Edit) -> Edit:
 def random_pipeline(rng: random.Random, length: int | None = None) -> str:
     """A pipeline built from -Oz's vocabulary with the right nesting: module
     passes, function(...) groups (with loop(...)/loop-mssa(...) groups inside),
-    and an occasional cgscc(inline,...) group. Starts with promotion to SSA,
-    since without it almost nothing else can fire."""
+    and an occasional cgscc(inline,...) group. Starts with the REQUIRED passes
+    and promotion to SSA, since without it almost nothing else can fire."""
     voc = vocabulary()
     fn, lp, mod = voc.by_level.get(FUNCTION, ()), voc.by_level.get(LOOP, ()), voc.by_level.get(MODULE, ())
     length = length or rng.randint(3, 9)
-    out = ["function(sroa<modify-cfg>,early-cse<>,mem2reg)"]
+    out = ["function(ee-instrument<>,sroa<modify-cfg>,early-cse<>,mem2reg)", "always-inline"]
     for _ in range(length):
         r = rng.random()
         if r < 0.55:
