@@ -66,16 +66,9 @@ def tool(name: str) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name"):
-                    cpu = ln.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, LLVM {_core.LLVM_VERSION}"
+    from clang_llm.train import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, LLVM {_core.LLVM_VERSION}"
 
 
 def lua_modules(work: Path, clang: str, limit: int | None) -> list[tuple[str, str, Path]]:

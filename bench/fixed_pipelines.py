@@ -345,16 +345,10 @@ def markdown(rep: dict) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for ln in open("/proc/cpuinfo"):
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from clang_llm import _core
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, LLVM {_core.LLVM_VERSION}"
+    from clang_llm.train import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, LLVM {_core.LLVM_VERSION}"
 
 
 class Progress:

@@ -39,4 +39,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test,data,train,bench]"
+# Editable installs are not byte-compiled; the driver and policy start on every compile.
+.venv/bin/python -m compileall -q python/clang_llm >/dev/null
 echo "clang-llm installed in $(pwd)/.venv ($(.venv/bin/python -m clang_llm --version))"

@@ -34,3 +34,17 @@ def data_root() -> Path:
 def committed_dir() -> Path:
     """The source tree's folder of committed data-engine artifacts."""
     return Path(__file__).with_name("data")
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the machine line of every report."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -38,12 +38,11 @@ INERT = frozenset({
 })
 
 # Passes that C semantics need, whatever the pipeline is for: ee-instrument
-# lowers -finstrument-functions (gcc's eeprof-1.c fails without it) and
-# always-inline must inline `extern inline __attribute__((always_inline))`
-# definitions, which clang emits available_externally and which otherwise end up
-# as undefined references (20041114-1.c fails to link). The gate found both in
-# search winners; no edit may remove or move them, and random pipelines start
-# with them.
+# lowers -finstrument-functions (gcc's eeprof-1.c fails without it), and
+# always-inline is what clang runs even at -O0: `extern inline` always_inline
+# (gnu_inline) definitions are emitted available_externally and, where no
+# out-of-line copy exists, only inlining resolves calls to them. No edit may
+# remove or move them, and random pipelines start with them.
 REQUIRED_PREFIX = "function(ee-instrument<>)"
 REQUIRED = frozenset({"ee-instrument", "always-inline"})
 

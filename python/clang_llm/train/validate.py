@@ -977,15 +977,9 @@ def _cmd_baseline(args) -> int:
 def _machine() -> str:
     import platform
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, {_clang_version()}"
+    from . import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, {_clang_version()}"
 
 
 def _cmd_pipelines(args) -> int:
