@@ -191,3 +191,15 @@ def test_greedy_selection_and_oracle():
     assert o["geomean"] == pytest.approx((0.9 * 0.8 * 1.0) ** (1 / 3))
     assert o["regressed"] == 0 and o["improved"] == pytest.approx(2 / 3)
     assert select.oracle(rows, [3])["regressed"] == pytest.approx(1.0)
+
+
+def test_greedy_picks_around_an_exclusion():
+    """When the gate bans a pick, the next one is the best addition to what is
+    kept, not the next entry of a list chosen with the banned one in it."""
+    rows = [[1.0, 0.90, 0.91, 1.0],
+            [1.0, 0.90, 0.91, 1.0],
+            [1.0, 1.00, 1.00, 0.95]]
+    assert select.greedy(rows, 3) == [0, 1, 3]
+    assert select.best_addition(rows, [0], banned={1}) == 2
+    assert select.best_addition(rows, [0, 2], banned={1}) == 3
+    assert select.best_addition(rows, [0, 2, 3], banned={1}) is None

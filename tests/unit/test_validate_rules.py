@@ -1,6 +1,8 @@
 """The correctness gate's pure parts: GCC test directives, error extraction, and
 the policy's machine-outliner knob for raw pipelines."""
 
+import json
+
 import pytest
 
 from clang_llm import pipelines, policy
@@ -114,3 +116,15 @@ def test_candidate_name_keeps_its_own_knobs(fixed):
     assert fixed("oz", "1").machine_outliner is False
     mo = next(c for c in pipelines.candidates() if c.machine_outliner)
     assert fixed(mo.name).machine_outliner is True
+
+
+def test_canaries_are_the_tests_any_pipeline_failed(monkeypatch, tmp_path):
+    """fail-fast selection tries these first; passes and cut-off lines are not canaries."""
+    monkeypatch.setenv("CLANG_LLM_DATA", str(tmp_path))
+    res = tmp_path / "validate" / "results"
+    res.mkdir(parents=True)
+    line = lambda test, status: json.dumps({"suite": "torture", "test": test, "digest": "d", "status": status,
+                                            "detail": "", "seconds": 0.1})
+    (res / "a-x.jsonl").write_text("\n".join([line("t/1.c", "pass"), line("t/2.c", "compile-error")]) + "\n")
+    (res / "b-x.jsonl").write_text("\n".join([line("t/3.c", "wrong-output"), '{"suite": "tor']) + "\n")
+    assert validate._canaries() == {"t/2.c", "t/3.c"}

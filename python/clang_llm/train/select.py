@@ -78,22 +78,26 @@ def ratio_matrix(modules: list[dict], pool: list[P.Individual], store, args) -> 
     return rows
 
 
+def best_addition(rows: list[list[float]], chosen: list[int], banned: set[int] = frozenset()) -> int | None:
+    """The pool pipeline that most lowers the sum of log(per-module best) when added to chosen."""
+    best = [min(r[c] for c in chosen) for r in rows]
+    gains = []
+    for p in range(len(rows[0]) if rows else 0):
+        if p in chosen or p in banned:
+            continue
+        total = sum(math.log(min(b, r[p])) for b, r in zip(best, rows) if math.isfinite(min(b, r[p])))
+        gains.append((total, p))
+    return min(gains)[1] if gains else None
+
+
 def greedy(rows: list[list[float]], k: int, first: int = 0) -> list[int]:
     """Indices of k pool pipelines chosen greedily for the lowest sum of log(best ratio)."""
     chosen = [first]
-    best = [r[first] for r in rows]
     while len(chosen) < k:
-        gains = []
-        for p in range(len(rows[0]) if rows else 0):
-            if p in chosen:
-                continue
-            total = sum(math.log(min(b, r[p])) for b, r in zip(best, rows) if math.isfinite(min(b, r[p])))
-            gains.append((total, p))
-        if not gains:
+        p = best_addition(rows, chosen)
+        if p is None:
             break
-        _, p = min(gains)
         chosen.append(p)
-        best = [min(b, r[p]) for b, r in zip(best, rows)]
     return chosen
 
 
@@ -140,7 +144,7 @@ def _cmd_select(args) -> int:
         report.setdefault("full_search_oracle_validation", {})[name] = {
             "modules": s["modules"], "geomean": s["geomean_best_vs_oz"], "budget": s["budget"]}
     if args.write:
-        report["written"] = write_candidates(pool, order, rtrain, args)
+        report["written"] = write_candidates(pool, order, rtrain, args, rval)
     out = args.report or committed_dir() / "selection.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"pool {len(pool)}, train {len(rtrain)}, validation {len(rval)} modules")
@@ -152,24 +156,28 @@ def _cmd_select(args) -> int:
     return 0
 
 
-def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[list[float]], args) -> dict:
-    """Validate the chosen pipelines in greedy order and write the first k that
-    pass into the shipped candidates.tsv; returns what was kept and excluded."""
+def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[list[float]], args,
+                     rval: list[list[float]] | None = None) -> dict:
+    """Pick greedily, validating each pick, until k pipelines passed the gate;
+    write them into the shipped candidates.tsv; return what was kept and
+    excluded (and, given rval, the kept set's scores on the validation modules)."""
     from .. import pipelines
     from . import validate
 
-    kept, excluded = [], {}
-    for p in order:
-        if len(kept) >= args.k:
+    # Greedy again around every exclusion: the next pick is the best addition to
+    # what passed, never one chosen on the assumption that a failed pipeline is in.
+    kept, banned, excluded = [order[0]], set(), {}  # clang's own pipeline: the gate's reference
+    while len(kept) < args.k:
+        p = best_addition(rtrain, kept, banned)
+        if p is None:
             break
         ind = pool[p]
-        if ind == P.Individual("oz"):
-            kept.append(p)  # clang's own pipeline is the reference the gate compares with
-            continue
-        verdict = validate.validate(ind.passes(), ind.machine_outliner, limit=args.validate_limit)
+        verdict = validate.validate(ind.passes(), ind.machine_outliner, limit=args.validate_limit, fail_fast=True)
         if verdict.ok:
             kept.append(p)
+            print(f"kept {ind.describe()}", file=sys.stderr)
         else:
+            banned.add(p)
             excluded[ind.describe()] = verdict.reasons
             print(f"excluded {ind.describe()}: {'; '.join(verdict.reasons)}", file=sys.stderr)
     single = min(kept, key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rtrain))
@@ -187,7 +195,11 @@ def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[li
     path = Path(pipelines.__file__).with_name("data") / "candidates.tsv"
     path.write_text(pipelines.write(cands, best, provenance))
     print(f"wrote {path}: {len(cands)} candidates ({len(excluded)} excluded by the gate), best fixed {best}")
-    return {"path": str(path), "candidates": [names[p] for p in kept], "best_fixed": best, "excluded": excluded}
+    out = {"path": str(path), "candidates": [names[p] for p in kept], "best_fixed": best, "excluded": excluded}
+    if rval:
+        out["validation"] = {"best_fixed": oracle(rval, [single]),
+                             "oracle_of_k": {str(k): oracle(rval, kept[:k]) for k in DEFAULT_KS if k <= len(kept)}}
+    return out
 
 
 def register(sub) -> None:

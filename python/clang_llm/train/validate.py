@@ -855,6 +855,20 @@ class _Results:
                 f.write(line + "\n")
 
 
+def _canaries() -> set[str]:
+    """Ids of the tests any pipeline has failed, from the outcome cache."""
+    out: set[str] = set()
+    for f in (cache_dir() / "results").glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if e.get("status") != "pass":
+                out.add(e["test"])
+    return out
+
+
 SMOKE_PROGRAM = r"""
 #include <stdio.h>
 static int tri(int n) { int s = 0; for (int i = 1; i <= n; i++) s += i; return s; }
@@ -874,8 +888,14 @@ def _smoke(comp: Compiler, work: Path) -> str | None:
 
 def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[str] = SUITES,
              jobs: int | None = None, limit: int | None = None, only: Iterable[str] | None = None,
-             use_cache: bool = True, log: Callable[[str], None] | None = None) -> Verdict:
+             use_cache: bool = True, log: Callable[[str], None] | None = None,
+             fail_fast: bool = False) -> Verdict:
     """Run the correctness gate on one pipeline.
+
+    fail_fast: first run the canaries, the tests some other pipeline already
+    failed (selection meets the same weak spots again and again: a fold that a
+    link_failure test needs, a miscompiled csmith program), and stop there if
+    any fails; the verdict is then final but its counts cover the canaries only.
 
     limit: at most this many tests per suite (a fixed subset spread over the
     suite), for quick runs; a verdict on a subset is not a full validation.
@@ -925,6 +945,17 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
         plan["torture"] = (torture, lambda t: build_and_run(comp, t, work))
     if "csmith" in suites:
         plan["csmith"] = (csmith, lambda t: build_and_run(comp, t, work))
+
+    if fail_fast and only is None:
+        canaries = _canaries() if use_cache else set()
+        if canaries:
+            early = validate(passes, machine_outliner, suites=suites, jobs=jobs, limit=limit,
+                             only=canaries, use_cache=use_cache, log=log)
+            if not early.ok:
+                early.reasons.append(f"(fail-fast: stopped after {sum(c['tests'] for c in early.counts.values())} "
+                                     "canary tests that other pipelines failed)")
+                early.seconds = time.perf_counter() - start
+                return early
 
     for suite in SUITES:
         if suite not in plan:
