@@ -202,7 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     clang, opt, llc = tool("clang-22"), tool("opt-22"), tool("llc-22")
-    pipes = [pipelines.by_name(n) for n in args.pipelines]
+    # Shipped candidates, or the fixed -Oz derivations (pipelines.derived_candidates)
+    # the default list names, which stay the same whatever set ships.
+    known = {c.name: c for c in (*pipelines.derived_candidates(), *pipelines.candidates())}
+    unknown = [n for n in args.pipelines if n not in known]
+    if unknown:
+        ap.error(f"unknown pipeline name(s) {unknown}; known: {', '.join(sorted(known))}")
+    pipes = [known[n] for n in args.pipelines]
     if any(c.machine_outliner for c in pipes):
         sys.exit("choose candidates without the machine outliner (+mo)")
     names = {pipeline_key(c.passes, False): c.name for c in pipes}

@@ -82,6 +82,8 @@ public:
     return S;
   }
 
+  const char *outlinerHazard() const { return clang_llm::machineOutlinerHazard(*M); }
+
 private:
   LLVMContext Ctx; // declared first: destroyed after the module and machine
   std::unique_ptr<Module> M;
@@ -105,6 +107,13 @@ PYBIND11_MODULE(_core, m) {
       .def("check", &LoadedModule::check, py::arg("passes"),
            "None if the pipeline parses, else the parser's message.")
       .def("content_hash", &LoadedModule::hash)
+      .def("machine_outliner_hazard",
+           [](const LoadedModule &L) -> std::optional<std::string> {
+             const char *H = L.outlinerHazard();
+             return H ? std::optional<std::string>(H) : std::nullopt;
+           },
+           "What in the module makes the machine outliner unsafe (it is then left "
+           "off whatever a decision says), or None.")
       .def("instruction_count", &LoadedModule::instructionCount)
       .def("ir_text", &LoadedModule::irText)
       .def_property_readonly("source_filename", &LoadedModule::sourceFilename);

@@ -84,6 +84,26 @@ void applyCodegenKnobs(TargetMachine &TM, const CodegenKnobs &Knobs) {
   });
 }
 
+const char *machineOutlinerHazard(const Module &M) {
+  static const char *const Features[] = {"+retpoline-indirect-calls", "+retpoline-indirect-branches",
+                                         "+lvi-cfi", "+lvi-load-hardening"};
+  for (const Function &F : M) {
+    if (F.hasFnAttribute(Attribute::SpeculativeLoadHardening))
+      return "speculative load hardening";
+    StringRef TF = F.getFnAttribute("target-features").getValueAsString();
+    for (const char *Feat : Features)
+      if (TF.contains(Feat))
+        return Feat + 1;
+  }
+  return nullptr;
+}
+
+CodegenKnobs safeKnobs(const Module &M, CodegenKnobs Knobs) {
+  if (Knobs.MachineOutliner && machineOutlinerHazard(M))
+    Knobs.MachineOutliner = false;
+  return Knobs;
+}
+
 std::unique_ptr<TargetMachine> cloneTargetMachine(const TargetMachine &Proto,
                                                   const CodegenKnobs &Knobs) {
   std::unique_ptr<TargetMachine> TM(Proto.getTarget().createTargetMachine(
@@ -174,7 +194,7 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes) {
 Expected<Sizes> measure(const Module &M, StringRef Pipeline,
                         const CodegenKnobs &Knobs, const TargetMachine &Proto) {
   std::unique_ptr<Module> Copy = CloneModule(M);
-  std::unique_ptr<TargetMachine> TM = cloneTargetMachine(Proto, Knobs);
+  std::unique_ptr<TargetMachine> TM = cloneTargetMachine(Proto, safeKnobs(M, Knobs));
   if (!TM)
     return createStringError(inconvertibleErrorCode(),
                              "cannot clone the target machine");

@@ -39,6 +39,17 @@ llvm::Error runPipeline(llvm::Module &M, llvm::StringRef Pipeline,
 // TargetOptions bit and LLVM's global "always" mode on x86 (no target default).
 void applyCodegenKnobs(llvm::TargetMachine &TM, const CodegenKnobs &Knobs);
 
+// LLVM 22's machine outliner crashes code generation ("X86 Indirect Thunks")
+// on modules that ask for retpoline or LVI thunks or speculative load
+// hardening (-mretpoline, -mlvi-cfi, -mlvi-hardening,
+// -mspeculative-load-hardening; openssh builds with -mretpoline). Returns what
+// M asks for that does this, or nullptr.
+const char *machineOutlinerHazard(const llvm::Module &M);
+
+// Knobs with the machine outliner off where machineOutlinerHazard(M): every
+// route (clang, opt, measuring) applies decisions through this.
+CodegenKnobs safeKnobs(const llvm::Module &M, CodegenKnobs Knobs);
+
 // A target machine equivalent to Proto (same target, CPU, features, options,
 // relocation and code model, optimisation level) with Knobs applied.
 std::unique_ptr<llvm::TargetMachine>

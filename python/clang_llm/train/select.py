@@ -164,22 +164,37 @@ def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[li
     from .. import pipelines
     from . import validate
 
-    # Greedy again around every exclusion: the next pick is the best addition to
-    # what passed, never one chosen on the assumption that a failed pipeline is in.
     kept, banned, excluded = [order[0]], set(), {}  # clang's own pipeline: the gate's reference
+
+    def passes_gate(p: int) -> bool:
+        ind = pool[p]
+        verdict = validate.validate(ind.passes(), ind.machine_outliner, limit=args.validate_limit, fail_fast=True)
+        if verdict.ok:
+            print(f"kept {ind.describe()}", file=sys.stderr)
+            return True
+        banned.add(p)
+        excluded[ind.describe()] = verdict.reasons
+        print(f"excluded {ind.describe()}: {'; '.join(verdict.reasons)}", file=sys.stderr)
+        return False
+
+    # The default back end ships the best single pipeline, so the set holds the
+    # best single one that passes the gate, whether or not greedy coverage wants it.
+    by_single = sorted(range(len(pool)), key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50
+                                                           for r in rtrain))
+    for p in by_single:
+        if len(kept) >= args.k:
+            break
+        if p not in kept and passes_gate(p):
+            kept.append(p)
+            break
+    # Then greedy again around every exclusion: the next pick is the best addition
+    # to what passed, never one chosen on the assumption that a failed pipeline is in.
     while len(kept) < args.k:
         p = best_addition(rtrain, kept, banned)
         if p is None:
             break
-        ind = pool[p]
-        verdict = validate.validate(ind.passes(), ind.machine_outliner, limit=args.validate_limit, fail_fast=True)
-        if verdict.ok:
+        if passes_gate(p):
             kept.append(p)
-            print(f"kept {ind.describe()}", file=sys.stderr)
-        else:
-            banned.add(p)
-            excluded[ind.describe()] = verdict.reasons
-            print(f"excluded {ind.describe()}: {'; '.join(verdict.reasons)}", file=sys.stderr)
     single = min(kept, key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rtrain))
     cands, names = [], {}
     for rank, p in enumerate(kept):
