@@ -438,8 +438,11 @@ def fit(variant: str, data: dict, lab: Labels, vocab: int, cfg: TrainConfig, wor
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
     out_dir = work / variant
     out_dir.mkdir(parents=True, exist_ok=True)
-    ident = hashlib.sha256(json.dumps([variant, net_cfg.__dict__, cfg.__dict__, lab.modules, data["signature"]],
-                                      sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # The targets too: a table for another candidate set over the same modules
+    # must not resume this one's checkpoint.
+    targets = hashlib.sha256(np.ascontiguousarray(data["y"]).tobytes()).hexdigest()[:16]
+    ident = hashlib.sha256(json.dumps([variant, net_cfg.__dict__, cfg.__dict__, lab.modules, data["signature"],
+                                       targets], sort_keys=True, default=str).encode()).hexdigest()[:16]
     start, best, history = 0, (math.inf, None, -1), []
     last = out_dir / "last.pt"
     if last.exists():
