@@ -25,7 +25,7 @@ def fingerprint() -> str:
     pkg = resources.files("clang_llm")
     # Everything that decides a pipeline: the plugin, the policy and what the
     # learned back end reads (normalisation, features, ranker, model, tokenizer).
-    for name in (_paths.PLUGIN_NAME, "policy.py", "pipelines.py", "driver.py", "ir.py", "features.py",
+    for name in (_paths.PLUGIN_NAME, "data/candidates.tsv", "policy.py", "pipelines.py", "driver.py", "ir.py", "features.py",
                  "ranker.py", "data/model.onnx", "data/tokenizer.json"):
         f = pkg.joinpath(*name.split("/"))
         if f.is_file():

@@ -139,10 +139,34 @@ def find(passes: str, machine_outliner: bool) -> Candidate | None:
 
 
 def set_hash() -> str:
-    """Identifies the candidate set (for the fingerprint and model metadata)."""
+    """Identifies the candidate set (model metadata, label tables): the rows'
+    names, knobs and passes. Not the header: which candidate is the default
+    changes nothing a model predicts (the fingerprint hashes the whole file)."""
     import hashlib
 
-    return hashlib.sha256(_data("candidates.tsv").encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for c in candidates():
+        h.update(f"{c.name}\t{int(c.machine_outliner)}\t{c.passes}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def set_best_fixed(name: str, provenance: dict) -> Path:
+    """Rewrite candidates.tsv (the source tree's copy) with another default."""
+    from pathlib import Path
+
+    meta, cands = _load()
+    if name not in {c.name for c in cands}:
+        raise KeyError(f"no candidate pipeline named {name!r}")
+    if not by_name(name).validated:
+        raise ValueError(f"{name} has not passed the validation gate")
+    import json
+
+    prov = json.loads(meta.get("provenance") or "{}")
+    prov["best_fixed"] = provenance
+    out = Path(__file__).with_name("data") / "candidates.tsv"
+    out.write_text(write(list(cands), name, prov))
+    _memo.clear()
+    return out
 
 
 # --- derivations from clang's pipeline --------------------------------------

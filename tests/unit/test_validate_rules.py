@@ -104,12 +104,13 @@ def test_raw_pipeline_takes_the_outliner_from_the_environment(fixed):
 def test_raw_pipeline_equal_to_a_candidate_picks_the_matching_variant(fixed):
     oz = pipelines.oz_pipeline()
     assert fixed(oz).name == "oz"
-    with_mo = fixed(oz, "1")
-    assert with_mo.machine_outliner and with_mo.passes == oz
-    expected = pipelines.find(oz, True)
-    assert with_mo == expected
-    if expected.validated:
-        assert policy.preset_decision() == f"1:{oz}"
+    mo = next(c for c in pipelines.candidates() if c.machine_outliner)
+    assert fixed(mo.passes, "1") == mo
+    if mo.validated:
+        assert policy.preset_decision() == f"1:{mo.passes}"
+    # The same text without its knob is another pipeline, and not trusted as that candidate.
+    plain = fixed(mo.passes, "0")
+    assert not plain.machine_outliner and plain != mo
 
 
 def test_candidate_name_keeps_its_own_knobs(fixed):

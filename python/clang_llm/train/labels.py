@@ -90,7 +90,43 @@ def _cmd_labels(args) -> int:
     return 0
 
 
+def _cmd_best_fixed(args) -> int:
+    """The default back end's pipeline: the validated candidate with the best
+    geomean .text ratio on the label table's training split."""
+    import math
+
+    from .. import pipelines
+
+    rows = read(args.labels).to_pylist()
+    train = [r for r in rows if r["split"] == "train"]
+    by_module: dict[str, dict[str, int]] = {}
+    for r in train:
+        if r["text"] is not None:
+            by_module.setdefault(r["module"], {})[r["candidate"]] = r["text"]
+    names = [c.name for c in pipelines.candidates() if c.validated]
+    usable = [m for m in by_module.values() if m.get("oz") and all(n in m for n in names)]
+    if not usable:
+        print("clang-llm-data best-fixed: no training modules with every candidate measured", file=sys.stderr)
+        return 2
+    score = {n: math.exp(sum(math.log(m[n] / m["oz"]) for m in usable) / len(usable)) for n in names}
+    for n in sorted(score, key=score.get):
+        print(f"{n:36} {score[n]:.5f}")
+    best = min(score, key=lambda n: (score[n], n))
+    print(f"best fixed on {len(usable)} training modules: {best}")
+    if args.write:
+        out = pipelines.set_best_fixed(best, {
+            "chosen_on": f"labels.parquet training split, {len(usable)} modules",
+            "geomean_ratio": round(score[best], 6), "command": "clang-llm-data best-fixed --write"})
+        print(f"wrote {out}")
+    return 0
+
+
 def register(sub) -> None:
+    b = sub.add_parser("best-fixed", help="the validated candidate best on the label table's training split")
+    b.add_argument("--labels", type=Path, help="label table (default: the committed labels.parquet)")
+    b.add_argument("--write", action="store_true", help="make it the default (best_fixed in candidates.tsv)")
+    b.set_defaults(func=_cmd_best_fixed)
+
     p = sub.add_parser("labels", help="the .text of every module under every candidate, as parquet")
     p.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
     p.add_argument("--max-instructions", type=int, default=10**9)
