@@ -84,7 +84,7 @@ def _fixed(_module) -> list[pipelines.Candidate]:
     text = text.strip()
     if not text:
         raise PolicyError("the fixed pipeline is empty")
-    # A candidate's name also selects its code generator knobs (e.g. "oz+sink+mo");
+    # A candidate's name also selects its code generator knobs (e.g. "s05+mo");
     # a raw pipeline has no name to carry them, so the outliner comes from the
     # environment (the validation gate compiles raw pipelines this way).
     outliner = os.environ.get("CLANG_LLM_MACHINE_OUTLINER", "") not in ("", "0")
