@@ -152,7 +152,7 @@ def fake_evaluate(monkeypatch):
 
 
 def _args():
-    return argparse.Namespace(backend="local", workers=1, timeout=10, address=None, quiet=True, desc="")
+    return argparse.Namespace(backend="local", workers=1, timeout=10, address=None, quiet=True)
 
 
 def test_search_finds_and_minimises(fake_evaluate):

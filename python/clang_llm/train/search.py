@@ -104,7 +104,7 @@ def propose(state: ModuleState, n: int, parents: int = 4, random_share: float = 
     return out
 
 
-def _evaluate(states: list[ModuleState], batch: dict[str, list[P.Individual]], store, args) -> None:
+def _evaluate(states: list[ModuleState], batch: dict[str, list[P.Individual]], store, args, desc: str) -> None:
     from . import evaluate
 
     jobs, index = [], {}
@@ -114,7 +114,7 @@ def _evaluate(states: list[ModuleState], batch: dict[str, list[P.Individual]], s
             jobs.append(evaluate.Job(st.hash, st.path, passes, ind.machine_outliner))
             index[(st.hash, k)] = (st, ind)
     results = evaluate.run(jobs, store, backend=args.backend, workers=args.workers, timeout=args.timeout,
-                           address=args.address, progress=not args.quiet, desc=args.desc)
+                           address=args.address, progress=not args.quiet, desc=desc)
     for (mh, k), (st, ind) in index.items():
         res = results[(mh, k)]
         st.seen[k] = (ind, float(res.text) if res.ok else FAILED)
@@ -124,8 +124,7 @@ def _evaluate(states: list[ModuleState], batch: dict[str, list[P.Individual]], s
 def search(modules: list[dict], store, *, budget: int, round_size: int, seed: int, args) -> list[ModuleState]:
     """Run the search over modules (records with 'hash' and 'path'); returns their states."""
     states = [ModuleState(m["hash"], str(m["path"]), _module_rng(seed, m["hash"])) for m in modules]
-    args.desc = "search: seeds"
-    _evaluate(states, {st.hash: seeds() for st in states}, store, args)
+    _evaluate(states, {st.hash: seeds() for st in states}, store, args, "search: seeds")
     states = [st for st in states if st.seen.get(key_of(P.Individual("oz")), (None, FAILED))[1] < FAILED]
     rnd = 0
     while True:
@@ -134,8 +133,7 @@ def search(modules: list[dict], store, *, budget: int, round_size: int, seed: in
         if not any(batch.values()):
             break
         rnd += 1
-        args.desc = f"search: round {rnd}"
-        _evaluate(states, batch, store, args)
+        _evaluate(states, batch, store, args, f"search: round {rnd}")
     return states
 
 
@@ -162,9 +160,8 @@ def minimise(states: list[ModuleState], store, args) -> dict[str, tuple[P.Indivi
         if not trial:
             break
         rnd += 1
-        args.desc = f"minimise: step {rnd}"
         if batch:
-            _evaluate(states, batch, store, args)
+            _evaluate(states, batch, store, args, f"minimise: step {rnd}")
         by_hash = {st.hash: st for st in states}
         for mh, (cand, text) in trial.items():
             if text is None:
