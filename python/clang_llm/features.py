@@ -138,19 +138,17 @@ def counts(ir: str) -> dict[str, float]:
     # a back edge (LLVM prints blocks in layout order, and clang lays out a loop's
     # header before its body), which approximates the number of loops. Entry
     # blocks have no label line; count one per function.
-    pieces = ir.split("\ndefine ")[1:]
+    bodies = [piece.split("\n}\n", 1)[0] for piece in ir.split("\ndefine ")[1:]]
     back = 0
-    for piece in pieces:
-        body = piece.split("\n}\n", 1)[0]
+    for body in bodies:
         if "label %" not in body:
             continue
         where = {m.group(1): m.start() for m in _LABEL.finditer(body)}
         for m in _TARGET.finditer(body):
             back += where.get(m.group(1), len(body)) < m.start()
-    c["blocks"] = len(pieces) + len(_LABEL.findall(ir))
+    c["blocks"] = len(bodies) + len(_LABEL.findall(ir))
     c["back_edges"] = back
-    c["max_function_instructions"] = max((ir_mod.instruction_lines(p.split("\n}\n", 1)[0]) for p in pieces),
-                                          default=0)
+    c["max_function_instructions"] = max(map(ir_mod.instruction_lines, bodies), default=0)
     return c
 
 

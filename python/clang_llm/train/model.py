@@ -438,9 +438,10 @@ def fit(variant: str, data: dict, lab: Labels, vocab: int, cfg: TrainConfig, wor
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
     out_dir = work / variant
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The targets too: a table for another candidate set over the same modules
-    # must not resume this one's checkpoint.
-    targets = hashlib.sha256(np.ascontiguousarray(data["y"]).tobytes()).hexdigest()[:16]
+    # The targets and features too: a table for another candidate set, or
+    # features prepared otherwise, must not resume this one's checkpoint.
+    targets = hashlib.sha256(np.ascontiguousarray(data["y"]).tobytes()
+                             + np.ascontiguousarray(data["feats"]).tobytes()).hexdigest()[:16]
     ident = hashlib.sha256(json.dumps([variant, net_cfg.__dict__, cfg.__dict__, lab.modules, data["signature"],
                                        targets], sort_keys=True, default=str).encode()).hexdigest()[:16]
     start, best, history = 0, (math.inf, None, -1), []
@@ -590,6 +591,22 @@ def prepare(args) -> tuple[Labels, dict, int, str]:
     return lab, data, tok.get_vocab_size(), tok_hash
 
 
+def token_free(data: dict) -> dict:
+    """The data as a model without token input sees it at run time: the ranker
+    does not tokenise for such a model, so the "coverage" feature (the share of
+    the module the token chunks hold) is what features.vector gives for
+    covered=0: 0 for a module with instructions, 1 without. Training on the
+    tokenised value instead would feed the model something it never sees."""
+    import numpy as np
+
+    from .. import features
+
+    feats = data["feats"].copy()
+    cov, inst = features.NAMES.index("coverage"), features.NAMES.index("instructions")
+    feats[:, cov] = np.where(feats[:, inst] > 0, 0.0, 1.0)
+    return {**data, "feats": feats}
+
+
 def run(args) -> dict:
     import numpy as np
 
@@ -636,13 +653,14 @@ def run(args) -> dict:
         if variant == "best-fixed":
             continue
         t = time.time()
+        vdata = data if variant.startswith("transformer") else token_free(data)
         if variant == "lgbm":
-            pred = fit_lgbm(data, lab, args.seed)
+            pred = fit_lgbm(vdata, lab, args.seed)
             info: dict = {}
         else:
-            net, info = fit(variant, data, lab, vocab, cfg, args.work, args.quiet)
+            net, info = fit(variant, vdata, lab, vocab, cfg, args.work, args.quiet)
             nets[variant] = net
-            pred = _predict(net, list(range(len(text))), data)
+            pred = _predict(net, list(range(len(text))), vdata)
         preds[variant] = pred
         order = order_from_predictions(pred)
         entry = {"val": score(text[val], choose_sizes(text[val], order[val])),
