@@ -49,6 +49,7 @@ def main(argv=None) -> int:
 
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     from clang_llm import _core, ranker
+    from clang_llm.train import cpu_model
     from clang_llm.train import model as M
 
     t0 = time.perf_counter()
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
                     "policy_ms": best[1] + best[2]})
     report = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, pinned to 1, "
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, pinned to 1, "
                    f"{platform.system()}, load average {os.getloadavg()[0]:.1f} at the end",
         "command": "python bench/policy_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": r.path, "model_inputs": r.inputs, "model_variant": r.meta.get("variant", ""),

@@ -208,14 +208,21 @@ struct Install {
   std::string DataDir;     // where candidates.tsv is (the source tree for editable installs)
 };
 
-Install locate() {
-  Install I;
+// The directory this program is in (symbolic links resolved), or "".
+std::string selfDir() {
   char Buf[PATH_MAX];
   ssize_t N = readlink("/proc/self/exe", Buf, sizeof(Buf) - 1);
   if (N <= 0)
-    return I;
+    return "";
   std::string Exe(Buf, static_cast<size_t>(N));
-  std::string Bin = Exe.substr(0, Exe.rfind('/'));
+  return Exe.substr(0, Exe.rfind('/'));
+}
+
+Install locate() {
+  Install I;
+  std::string Bin = selfDir();
+  if (Bin.empty())
+    return I;
   std::string Pkg = Bin + "/../lib/python" CLANG_LLM_PYTHON_VERSION "/site-packages/clang_llm";
   if (char *Real = realpath(Pkg.c_str(), nullptr)) {
     I.PackageDir = Real;
@@ -231,11 +238,7 @@ Install locate() {
 
 [[noreturn]] void execPython(const std::string &Prog, char **Argv) {
   // The Python driver installed beside this program.
-  char Buf[PATH_MAX];
-  ssize_t N = readlink("/proc/self/exe", Buf, sizeof(Buf) - 1);
-  std::string Bin = N > 0 ? std::string(Buf, static_cast<size_t>(N)) : std::string();
-  Bin = Bin.substr(0, Bin.rfind('/') == std::string::npos ? 0 : Bin.rfind('/'));
-  std::string Py = Bin + "/" + Prog + "-py";
+  std::string Py = selfDir() + "/" + Prog + "-py";
   if (env("CLANG_LLM_DRY_RUN") != "")
     std::cerr << "clang-llm: dry run: route python\n";
   execv(Py.c_str(), Argv);

@@ -68,9 +68,10 @@ Error runPipeline(Module &M, StringRef Pipeline, TargetMachine *TM) {
   return Error::success();
 }
 
-void applyCodegenKnobs(TargetMachine &TM, const CodegenKnobs &Knobs) {
-  TM.Options.EnableMachineOutliner = Knobs.MachineOutliner;
-  if (!Knobs.MachineOutliner)
+void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &Knobs) {
+  const bool Outliner = Knobs.MachineOutliner && !machineOutlinerHazard(M);
+  TM.Options.EnableMachineOutliner = Outliner;
+  if (!Outliner)
     return;
   // On x86 the outliner has no "target default" mode, so without "always" the
   // TargetOptions bit alone adds nothing. The global only takes effect where the
@@ -98,20 +99,14 @@ const char *machineOutlinerHazard(const Module &M) {
   return nullptr;
 }
 
-CodegenKnobs safeKnobs(const Module &M, CodegenKnobs Knobs) {
-  if (Knobs.MachineOutliner && machineOutlinerHazard(M))
-    Knobs.MachineOutliner = false;
-  return Knobs;
-}
-
-std::unique_ptr<TargetMachine> cloneTargetMachine(const TargetMachine &Proto,
+std::unique_ptr<TargetMachine> cloneTargetMachine(const TargetMachine &Proto, const Module &M,
                                                   const CodegenKnobs &Knobs) {
   std::unique_ptr<TargetMachine> TM(Proto.getTarget().createTargetMachine(
       Proto.getTargetTriple(), Proto.getTargetCPU(),
       Proto.getTargetFeatureString(), Proto.Options,
       Proto.getRelocationModel(), Proto.getCodeModel(), Proto.getOptLevel()));
   if (TM)
-    applyCodegenKnobs(*TM, Knobs);
+    applyCodegenKnobs(*TM, M, Knobs);
   return TM;
 }
 
@@ -194,7 +189,7 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes) {
 Expected<Sizes> measure(const Module &M, StringRef Pipeline,
                         const CodegenKnobs &Knobs, const TargetMachine &Proto) {
   std::unique_ptr<Module> Copy = CloneModule(M);
-  std::unique_ptr<TargetMachine> TM = cloneTargetMachine(Proto, safeKnobs(M, Knobs));
+  std::unique_ptr<TargetMachine> TM = cloneTargetMachine(Proto, M, Knobs);
   if (!TM)
     return createStringError(inconvertibleErrorCode(),
                              "cannot clone the target machine");

@@ -35,10 +35,6 @@ llvm::Error checkPipeline(llvm::StringRef Pipeline, llvm::TargetMachine *TM);
 llvm::Error runPipeline(llvm::Module &M, llvm::StringRef Pipeline,
                         llvm::TargetMachine *TM);
 
-// Makes Knobs take effect in TM's code generator. The outliner needs both the
-// TargetOptions bit and LLVM's global "always" mode on x86 (no target default).
-void applyCodegenKnobs(llvm::TargetMachine &TM, const CodegenKnobs &Knobs);
-
 // LLVM 22's machine outliner crashes code generation ("X86 Indirect Thunks")
 // on modules that ask for retpoline or LVI thunks or speculative load
 // hardening (-mretpoline, -mlvi-cfi, -mlvi-hardening,
@@ -46,14 +42,16 @@ void applyCodegenKnobs(llvm::TargetMachine &TM, const CodegenKnobs &Knobs);
 // M asks for that does this, or nullptr.
 const char *machineOutlinerHazard(const llvm::Module &M);
 
-// Knobs with the machine outliner off where machineOutlinerHazard(M): every
-// route (clang, opt, measuring) applies decisions through this.
-CodegenKnobs safeKnobs(const llvm::Module &M, CodegenKnobs Knobs);
+// Makes Knobs take effect in TM's code generator for M. The outliner needs both
+// the TargetOptions bit and LLVM's global "always" mode on x86 (no target
+// default), and stays off where machineOutlinerHazard(M), whatever Knobs say:
+// every route (clang, opt, measuring) applies decisions through this.
+void applyCodegenKnobs(llvm::TargetMachine &TM, const llvm::Module &M, const CodegenKnobs &Knobs);
 
 // A target machine equivalent to Proto (same target, CPU, features, options,
-// relocation and code model, optimisation level) with Knobs applied.
+// relocation and code model, optimisation level) with Knobs applied for M.
 std::unique_ptr<llvm::TargetMachine>
-cloneTargetMachine(const llvm::TargetMachine &Proto, const CodegenKnobs &Knobs);
+cloneTargetMachine(const llvm::TargetMachine &Proto, const llvm::Module &M, const CodegenKnobs &Knobs);
 
 // The target machine clang-22 -Oz -c creates for M (PIE, default code model,
 // codegen at -O2), for measuring outside clang.

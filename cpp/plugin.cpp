@@ -330,7 +330,7 @@ bool runDecision(Module &M, TargetMachine *TM, const char *Route) {
     return true;
   }
   if (TM)
-    clang_llm::applyCodegenKnobs(*TM, clang_llm::safeKnobs(M, D->Knobs));
+    clang_llm::applyCodegenKnobs(*TM, M, D->Knobs);
   return true;
 }
 

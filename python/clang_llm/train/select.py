@@ -90,6 +90,11 @@ def best_addition(rows: list[list[float]], chosen: list[int], banned: set[int] =
     return min(gains)[1] if gains else None
 
 
+def single_cost(rows: list[list[float]], p: int) -> float:
+    """Sum of log ratios of pool pipeline p alone (a failed module costs 50): lower is better."""
+    return sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rows)
+
+
 def greedy(rows: list[list[float]], k: int, first: int = 0) -> list[int]:
     """Indices of k pool pipelines chosen greedily for the lowest sum of log(best ratio)."""
     chosen = [first]
@@ -125,7 +130,7 @@ def _cmd_select(args) -> int:
         rtrain = ratio_matrix(train, pool, store, args)
         rval = ratio_matrix(val, pool, store, args)
     order = greedy(rtrain, min(max(args.k, max(DEFAULT_KS)), len(pool)))
-    single = min(range(len(pool)), key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rtrain))
+    single = min(range(len(pool)), key=lambda p: single_cost(rtrain, p))
     ks = [k for k in DEFAULT_KS if k <= len(order)]
     report = {
         "pool": len(pool), "train_modules": len(rtrain), "validation_modules": len(rval),
@@ -179,8 +184,7 @@ def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[li
 
     # The default back end ships the best single pipeline, so the set holds the
     # best single one that passes the gate, whether or not greedy coverage wants it.
-    by_single = sorted(range(len(pool)), key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50
-                                                           for r in rtrain))
+    by_single = sorted(range(len(pool)), key=lambda p: single_cost(rtrain, p))
     for p in by_single:
         if len(kept) >= args.k:
             break
@@ -195,7 +199,7 @@ def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[li
             break
         if passes_gate(p):
             kept.append(p)
-    single = min(kept, key=lambda p: sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rtrain))
+    single = min(kept, key=lambda p: single_cost(rtrain, p))
     cands, names = [], {}
     for rank, p in enumerate(kept):
         ind = pool[p]

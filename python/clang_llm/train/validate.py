@@ -857,16 +857,8 @@ class _Results:
 
 def _canaries() -> set[str]:
     """Ids of the tests any pipeline has failed, from the outcome cache."""
-    out: set[str] = set()
-    for f in (cache_dir() / "results").glob("*.jsonl"):
-        for line in f.read_text().splitlines():
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if e.get("status") != "pass":
-                out.add(e["test"])
-    return out
+    return {test for f in (cache_dir() / "results").glob("*.jsonl")
+            for (_suite, test, _digest), o in _Results(f).known.items() if not o.ok}
 
 
 SMOKE_PROGRAM = r"""
