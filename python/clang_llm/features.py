@@ -58,11 +58,15 @@ NAMES = (tuple(f"op_{o}" for o in OPCODES) + tuple(f"attr_{a}" for a in ATTRIBUT
 # skips ahead by searching for it, several times faster than "^" under re.M on
 # megabytes of text. counts() puts a "\n" before the text so line one matches too.
 _OPCODE = re.compile(r"\n  (?:%[-\w.$]+ = |%\"[^\"\n]*\" = )?(?:tail |musttail |notail )?([a-z_]+)")
-_DEFINE = re.compile(r"\ndefine ([^@\n]*)@([-\w.$]+|\"[^\"\n]*\")\(([^\n]*)")
+# Matched at the start of the text after "\ndefine ": linkage, name, the rest of the line.
+_DEFINE = re.compile(r"([^@\n]*)@([-\w.$]+|\"[^\"\n]*\")\(([^\n]*)")
 _LABEL = re.compile(r"\n([-\w.$]+):")
 _TARGET = re.compile(r"label %([-\w.$]+)")
 _SWITCH_CASE = re.compile(r"\n    [a-z]\w* -?\w+, label %")
-_CALL = re.compile(r" (?:call|invoke) [^@%\n]*?(?:@([-\w.$]+|\"[^\"\n]*\")|(%[-\w.$]+)|(asm)\b)")
+# One pattern per keyword: an alternation first would leave re no literal to
+# skip ahead by, and it would try every space in the module.
+_CALLEE = r" [^@%\n]*?(?:@([-\w.$]+|\"[^\"\n]*\")|(%[-\w.$]+)|(asm)\b)"
+_CALLS = (re.compile(r" call" + _CALLEE), re.compile(r" invoke" + _CALLEE))
 _GLOBAL = re.compile(r"\n@[-\w.$]+ = ([^\n]*)")
 _STRING_TYPE = re.compile(r"\[(\d+) x i8\] c\"")
 _ATTR_GROUP = re.compile(r"\nattributes #(\d+) = \{([^\n]*)\}")
@@ -75,6 +79,16 @@ def counts(ir: str) -> dict[str, float]:
     """The raw counts (before the log), keyed by NAMES (ratios left out)."""
     c: dict[str, float] = dict.fromkeys(NAMES, 0.0)
     ir = "\n" + ir
+    # Function bodies, and the text around them: globals, types, declarations and
+    # attribute groups are only ever at the top level, so their patterns scan
+    # that (usually a small part of the module) alone.
+    pieces = ir.split("\ndefine ")
+    bodies, around = [], [pieces[0]]
+    for piece in pieces[1:]:
+        body, _, after = piece.partition("\n}\n")
+        bodies.append(body)
+        around.append(after)
+    top = "\n".join(around)
     ops = Counter(_OPCODE.findall(ir))
     for o in OPCODES:
         c[f"op_{o}"] = ops.get(o, 0)
@@ -83,12 +97,15 @@ def counts(ir: str) -> dict[str, float]:
     c["lifetime_markers"] = ir.count("@llvm.lifetime.")
     c["memcpy_memset"] = ir.count("call void @llvm.memcpy") + ir.count("call void @llvm.memset") \
         + ir.count("call void @llvm.memmove")
-    c["struct_types"] = len(_STRUCT.findall(ir))
-    c["declarations"] = ir.count("\ndeclare ")
+    c["struct_types"] = len(_STRUCT.findall(top))
+    c["declarations"] = top.count("\ndeclare ")
 
-    groups = {n: body for n, body in _ATTR_GROUP.findall(ir)}
+    groups = {n: body for n, body in _ATTR_GROUP.findall(top)}
     defined: dict[str, bool] = {}  # name -> internal linkage
-    for linkage, name, rest in _DEFINE.findall(ir):
+    for m in map(_DEFINE.match, bodies):
+        if m is None:
+            continue
+        linkage, name, rest = m.groups()
         internal = "internal " in linkage or "private " in linkage
         defined[name] = internal
         c["internal_functions" if internal else "external_functions"] += 1
@@ -103,7 +120,7 @@ def counts(ir: str) -> dict[str, float]:
     c["functions"] = len(defined)
 
     callees: Counter = Counter()
-    for name, indirect, asm in _CALL.findall(ir):
+    for name, indirect, asm in (m for pattern in _CALLS for m in pattern.findall(ir)):
         if asm:
             c["inline_asm"] += 1
         elif indirect:
@@ -119,7 +136,7 @@ def counts(ir: str) -> dict[str, float]:
     c["internal_called_once"] = sum(1 for f in internal if callees.get(f) == 1)
     c["internal_uncalled"] = sum(1 for f in internal if not callees.get(f))
 
-    for rest in _GLOBAL.findall(ir):
+    for rest in _GLOBAL.findall(top):
         c["globals"] += 1
         head = rest.split(" [", 1)[0].split(" {", 1)[0]
         if " constant " in f" {head} ":
@@ -138,15 +155,16 @@ def counts(ir: str) -> dict[str, float]:
     # a back edge (LLVM prints blocks in layout order, and clang lays out a loop's
     # header before its body), which approximates the number of loops. Entry
     # blocks have no label line; count one per function.
-    bodies = [piece.split("\n}\n", 1)[0] for piece in ir.split("\ndefine ")[1:]]
-    back = 0
+    back = labels = 0
     for body in bodies:
         if "label %" not in body:
+            labels += len(_LABEL.findall(body))
             continue
         where = {m.group(1): m.start() for m in _LABEL.finditer(body)}
+        labels += len(where)
         for m in _TARGET.finditer(body):
             back += where.get(m.group(1), len(body)) < m.start()
-    c["blocks"] = len(bodies) + len(_LABEL.findall(ir))
+    c["blocks"] = len(bodies) + labels
     c["back_edges"] = back
     c["max_function_instructions"] = max(map(ir_mod.instruction_lines, bodies), default=0)
     return c

@@ -126,3 +126,18 @@ def test_feature_vector_shape_and_coverage():
     assert 0 < cov < 1
     assert features.vector(SAMPLE, covered=1e9)[features.NAMES.index("coverage")] == 1.0
     assert (v >= 0).all()
+
+
+def test_features_tell_direct_indirect_asm_and_invoke_calls():
+    text = ("define void @f(ptr %fp) personality ptr @p {\n"
+            "  call void asm sideeffect \"nop\", \"\"()\n"
+            "  call void %fp()\n"
+            "  invoke void @g()\n"
+            "          to label %ok unwind label %bad\n"
+            "ok:\n  ret void\n"
+            "bad:\n  %lp = landingpad { ptr, i32 } cleanup\n  resume { ptr, i32 } %lp\n"
+            "}\n\ndeclare void @g()\n\ndeclare i32 @p(...)\n")
+    c = features.counts(text)
+    assert (c["inline_asm"], c["calls_indirect"], c["calls_direct"]) == (1, 1, 1)
+    assert c["op_invoke"] == 1 and c["op_call"] == 2 and c["declarations"] == 2
+    assert c["functions"] == 1 and c["external_functions"] == 1
