@@ -203,3 +203,17 @@ def test_greedy_picks_around_an_exclusion():
     assert select.best_addition(rows, [0], banned={1}) == 2
     assert select.best_addition(rows, [0, 2], banned={1}) == 3
     assert select.best_addition(rows, [0, 2, 3], banned={1}) is None
+
+
+def test_member_names_keep_shipped_names_and_never_reuse_one():
+    shipped = pipelines.candidates()
+    oz = P.Individual("oz")
+    again = [P.Individual(c.passes, machine_outliner=c.machine_outliner) for c in shipped[1:3]]
+    fresh = [P.Individual("oz", edits=(), machine_outliner=True),  # oz+mo: not shipped
+             P.Individual(P.unparse(P.parse("function(instcombine<no-verify-fixpoint>),globaldce")))]
+    assert all(pipelines.find(i.passes(), i.machine_outliner) is None for i in fresh)
+    names = select.member_names([oz, fresh[0], *again, fresh[1]])
+    assert names[0] == "oz" and names[2:4] == [c.name for c in shipped[1:3]]
+    assert len(set(names)) == len(names)
+    assert not {names[1], names[4]} & {c.name for c in shipped}
+    assert names[1].endswith("+mo") and not names[4].endswith("+mo")

@@ -161,6 +161,30 @@ def _cmd_select(args) -> int:
     return 0
 
 
+def member_names(members: list[P.Individual]) -> list[str]:
+    """Names for a candidate set in order (clang's -Oz first). Pipelines already
+    shipped keep their names (logs, reports and the default refer to them); a new
+    one gets the first sNN, from its rank on, that no shipped pipeline has, so a
+    name never changes meaning."""
+    from .. import pipelines
+
+    known = [pipelines.find(ind.passes(), ind.machine_outliner) for ind in members]
+    taken = {c.name for c in pipelines.candidates()}
+    names = []
+    for rank, (ind, old) in enumerate(zip(members, known)):
+        if rank == 0:
+            name = "oz"
+        elif old is not None:
+            name = old.name
+        else:
+            n = rank
+            while (name := f"s{n:02d}" + ("+mo" if ind.machine_outliner else "")) in taken:
+                n += 1
+            taken.add(name)
+        names.append(name)
+    return names
+
+
 def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[list[float]], args,
                      rval: list[list[float]] | None = None) -> dict:
     """Pick greedily, validating each pick, until k pipelines passed the gate;
@@ -200,12 +224,9 @@ def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[li
         if passes_gate(p):
             kept.append(p)
     single = min(kept, key=lambda p: single_cost(rtrain, p))
-    cands, names = [], {}
-    for rank, p in enumerate(kept):
-        ind = pool[p]
-        known = pipelines.find(ind.passes(), ind.machine_outliner)
-        name = "oz" if rank == 0 else (known.name if known else f"s{rank:02d}" + ("+mo" if ind.machine_outliner else ""))
-        names[p] = name
+    cands, names = [], dict(zip(kept, member_names([pool[p] for p in kept])))
+    for p in kept:
+        ind, name = pool[p], names[p]
         validated = args.validate_limit is None or name == "oz"
         cands.append(pipelines.Candidate(name, ind.passes(), ind.machine_outliner, validated, ind.describe()))
     provenance = {"command": "clang-llm-data " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
