@@ -155,3 +155,22 @@ def test_verify_mode_is_never_larger_than_oz(debian_sources, toolchain, build_en
     check_every_object_decided(res.objects, entries)
     print(f"{package}: .text {sum(oz.values())} (clang-22 -Oz) -> {sum(got.values())} (-Oz-llm=verify) "
           f"over {len(oz)} objects")
+
+
+def test_model_policy_build_passes_its_tests(debian_sources, toolchain, build_env, tmp_path):
+    """The learned policy (CLANG_LLM_POLICY=onnx, the shipped model) picks per
+    module among the validated candidates; the program it builds must pass its
+    own test suite, and the model, not a fallback, must have decided every module."""
+    package = "lua5.4"
+    tree = debian_sources(package, "onnx")
+    log = tmp_path / "decisions.jsonl"
+    env = {**build_env, "CLANG_LLM_STRICT": "1", "CLANG_LLM_LOG": str(log), "CLANG_LLM_POLICY": "onnx"}
+    res = debsrc.build(package, tree, "clang-llm", "-Oz-llm", env=env)
+    check_tests_pass(package, tree, env)
+
+    entries = read_log(log)
+    assert entries and all(e["backend"] == "onnx" and not e["fallback"] for e in entries)
+    assert all(e.get("predicted") for e in entries), "the model's predictions must be logged"
+    check_every_object_decided(res.objects, entries)
+    chosen = Counter(e["pipeline"] for e in entries)
+    print(f"{package}: {len(entries)} modules decided by the model: {dict(chosen)}")
