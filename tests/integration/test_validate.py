@@ -163,3 +163,11 @@ def test_cli_writes_a_report_with_reasons(tmp_path, suites):
     assert by_name["oz"]["ok"] and not by_name["oz"]["excluded"] and by_name["oz"]["limit"] == 8
     assert by_name["licm"]["excluded"] and "LICM requires MemorySSA" in by_name["licm"]["reasons"][0]
     assert rep["baseline"]["torture"] >= 1800
+
+
+def test_learned_policy_builds_pass(suites):
+    """What -Oz-llm with the shipped model compiles (each test's own choice of
+    candidate) runs correctly; a broken model would fail strict mode here."""
+    v = validate.validate_policy("onnx", jobs=JOBS, limit=15)
+    assert v.ok, v.reasons
+    assert v.counts["torture"]["passed"] == 15 and v.counts["csmith"]["passed"] == 15

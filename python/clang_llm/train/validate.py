@@ -512,6 +512,13 @@ class Compiler:
         return cls("pipeline", [clang_llm_exe(), "-Oz-llm"], env)
 
 
+    @classmethod
+    def policy(cls, backend: str) -> Compiler:
+        env = _clean_env()
+        env.update(CLANG_LLM_POLICY=backend, CLANG_LLM_STRICT="1")
+        return cls(f"policy {backend}", [clang_llm_exe(), "-Oz-llm"], env)
+
+
 def clang_llm_exe() -> str:
     here = Path(sys.executable).parent / "clang-llm"
     if here.is_file():
@@ -894,6 +901,37 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
     only: just these test ids (e.g. "gcc.c-torture/execute/20000113-1.c",
     "csmith/12"), to re-check known failures.
     """
+    key = pipeline_key(passes, machine_outliner)
+    pdir = cache_dir() / "pipelines"
+    pdir.mkdir(parents=True, exist_ok=True)
+    pfile = pdir / f"{key}.pipeline"
+    if not pfile.is_file() or pfile.read_text() != passes:
+        _write_text(pfile, passes)
+    comp = Compiler.pipeline(passes, machine_outliner, pfile)
+    cache = cache_dir() / "results" / f"{key}-{toolchain_id()}.jsonl" if use_cache else None
+    if fail_fast and only is None:
+        canaries = _canaries() if use_cache else set()
+        if canaries:
+            early = run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=canaries, log=log)
+            if not early.ok:
+                early.reasons.append(f"(fail-fast: stopped after {sum(c['tests'] for c in early.counts.values())} "
+                                     "canary tests that other pipelines failed)")
+                return early
+    return run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=only, log=log)
+
+
+def validate_policy(backend: str, *, suites: Iterable[str] = ("torture", "csmith"), jobs: int | None = None,
+                    limit: int | None = None, log: Callable[[str], None] | None = None) -> Verdict:
+    """The gate's suites compiled by clang-llm -Oz-llm under a policy back end
+    (e.g. the learned one): what a user's build gets, module by module. Not
+    cached: a policy's decisions change with its model."""
+    return run_gate(Compiler.policy(backend), None, suites=suites, jobs=jobs, limit=limit, log=log)
+
+
+def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUITES, jobs: int | None = None,
+             limit: int | None = None, only: Iterable[str] | None = None,
+             log: Callable[[str], None] | None = None) -> Verdict:
+    """The suites compiled by comp; outcomes kept in cache (a JSON-lines file) if given."""
     suites = tuple(suites)
     only = set(only) if only is not None else None
     unknown = set(suites) - set(SUITES)
@@ -902,14 +940,7 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
     jobs = jobs or os.cpu_count() or 1
     start = time.perf_counter()
     work = _work_dir()
-    key = pipeline_key(passes, machine_outliner)
-    pdir = cache_dir() / "pipelines"
-    pdir.mkdir(parents=True, exist_ok=True)
-    pfile = pdir / f"{key}.pipeline"
-    if not pfile.is_file() or pfile.read_text() != passes:
-        _write_text(pfile, passes)
-    comp = Compiler.pipeline(passes, machine_outliner, pfile)
-    results = _Results(cache_dir() / "results" / f"{key}-{toolchain_id()}.jsonl" if use_cache else None)
+    results = _Results(cache)
     if results.path:
         results.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -937,17 +968,6 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
         plan["torture"] = (torture, lambda t: build_and_run(comp, t, work))
     if "csmith" in suites:
         plan["csmith"] = (csmith, lambda t: build_and_run(comp, t, work))
-
-    if fail_fast and only is None:
-        canaries = _canaries() if use_cache else set()
-        if canaries:
-            early = validate(passes, machine_outliner, suites=suites, jobs=jobs, limit=limit,
-                             only=canaries, use_cache=use_cache, log=log)
-            if not early.ok:
-                early.reasons.append(f"(fail-fast: stopped after {sum(c['tests'] for c in early.counts.values())} "
-                                     "canary tests that other pipelines failed)")
-                early.seconds = time.perf_counter() - start
-                return early
 
     for suite in SUITES:
         if suite not in plan:
@@ -1072,6 +1092,29 @@ def _cmd_pipelines(args) -> int:
     return 2 if failed_any and args.check else 0
 
 
+def _cmd_policy(args) -> int:
+    from .. import pipelines
+
+    suites = tuple(args.suites.split(","))
+    print(f"gate suites {','.join(suites)} under CLANG_LLM_POLICY={args.backend}", file=sys.stderr)
+    try:
+        v = validate_policy(args.backend, suites=suites, jobs=args.jobs, limit=args.limit,
+                            log=lambda s: print(s, file=sys.stderr))
+    except ValidateError as e:
+        print(f"clang-llm-data: error: {e}", file=sys.stderr)
+        return 1
+    report = {"command": "clang-llm-data " + " ".join(sys.argv[1:]), "machine": _machine(),
+              "backend": args.backend, "candidate_set": pipelines.set_hash(), "suites": list(suites),
+              "limit": args.limit, "toolchain": toolchain_id(), "ok": v.ok, **v.to_json(),
+              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out = Path(args.report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(out, json.dumps(report, indent=1) + "\n")
+    print(f"{args.backend}: {'ok' if v.ok else 'FAILED: ' + '; '.join(v.reasons)} ({v.seconds:.0f} s; "
+          f"{json.dumps(v.counts)}); wrote {out}", file=sys.stderr)
+    return 0 if v.ok else 2
+
+
 def register(sub) -> None:
     p = sub.add_parser("validate", help="the correctness gate (determinism, gcc torture tests, csmith)")
     vsub = p.add_subparsers(dest="validate_command", required=True)
@@ -1094,3 +1137,11 @@ def register(sub) -> None:
     v.add_argument("--report", default=str(committed_dir() / REPORT))
     v.add_argument("--check", action="store_true", help="exit with status 2 if any pipeline is excluded")
     v.set_defaults(func=_cmd_pipelines)
+    q = vsub.add_parser("policy", help="the gate's test programs compiled with -Oz-llm under a policy back end "
+                                       "(the decisions a build gets); exit status 2 if any test fails")
+    q.add_argument("--backend", default="onnx", help="CLANG_LLM_POLICY for the compiles (default onnx)")
+    q.add_argument("--suites", default="torture,csmith", help=f"comma-separated subset of {','.join(SUITES)}")
+    q.add_argument("--limit", type=int, help="at most N tests per suite (fixed subset)")
+    q.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    q.add_argument("--report", default=str(Path(__file__).resolve().parents[3] / "bench" / "results" / "policy_gate.json"))
+    q.set_defaults(func=_cmd_policy)
