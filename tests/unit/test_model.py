@@ -105,6 +105,30 @@ def test_feature_only_model_needs_no_tokenizer(tmp_path):
     assert len(r.rank(SAMPLE)[0]) == K
 
 
+
+def test_gradient_boosting_exports_as_one_ranker_model(tmp_path):
+    """The LightGBM variant ships as one multi-target tree ensemble that gives
+    the boosters' own predictions, -Oz's column 0, through the usual Ranker."""
+    lgb = pytest.importorskip("lightgbm")
+    pytest.importorskip("onnxmltools")
+    rng = np.random.default_rng(0)
+    x = rng.random((300, len(features.NAMES)), dtype=np.float32)
+    boosters = {j: lgb.train({"objective": "huber", "alpha": 0.02, "num_leaves": 7, "verbosity": -1, "seed": j},
+                             lgb.Dataset(x, 0.05 * x[:, j] - 0.02 * j), num_boost_round=20)
+                for j in (1, K - 1)}
+    path = tmp_path / "model.onnx"
+    model.export_lgbm(boosters, K, x.shape[1], path, {"variant": "lgbm"})
+    r = ranker.Ranker(str(path))
+    assert r.inputs == ["features"] and r.meta["variant"] == "lgbm"
+    for row in x[:5]:
+        got = r.session.run(["log_ratio"], {"features": row})[0]
+        want = np.zeros(K)
+        for j, b in boosters.items():
+            want[j] = b.predict(row[None, :])[0]
+        assert got.shape == (K,) and np.allclose(got, want, atol=1e-5)
+    ranked, predicted = r.rank(SAMPLE)
+    assert len(ranked) == K and predicted["oz"] == 1.0
+
 def _rewrite_meta(path: Path, key: str, value: str) -> None:
     m = onnx.load(str(path))
     for p in m.metadata_props:

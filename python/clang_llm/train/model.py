@@ -55,7 +55,6 @@ from pathlib import Path
 from . import committed_dir, data_root
 
 VARIANTS = ("best-fixed", "lgbm", "mlp", "transformer", "transformer+features")
-TORCH_VARIANTS = ("mlp", "transformer", "transformer+features")
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -501,13 +500,15 @@ def fit(variant: str, data: dict, lab: Labels, vocab: int, cfg: TrainConfig, wor
 
 def fit_lgbm(data: dict, lab: Labels, seed: int):
     """One LightGBM regressor per candidate over the features (the ablation's
-    feature-only gradient boosting)."""
+    feature-only gradient boosting). Returns (predictions for every module,
+    {candidate index: booster}); -Oz's column is 0 by definition and has none."""
     import lightgbm as lgb
     import numpy as np
 
     feats, y = data["feats"], data["y"]
     train = lab.rows("train")
     pred = np.zeros_like(y)
+    boosters = {}
     for j in range(1, y.shape[1]):
         rows = [i for i in train if not np.isnan(y[i, j])]
         params = {"objective": "huber", "alpha": 0.02, "learning_rate": 0.03, "num_leaves": 15,
@@ -515,10 +516,75 @@ def fit_lgbm(data: dict, lab: Labels, seed: int):
                   "seed": seed, "deterministic": True, "num_threads": 1, "verbosity": -1}
         booster = lgb.train(params, lgb.Dataset(feats[rows], y[rows, j]), num_boost_round=300)
         pred[:, j] = booster.predict(feats)
-    return pred
+        boosters[j] = booster
+    return pred, boosters
 
 
-# --- export --------------------------------------------------------------------------------
+# The attributes of ai.onnx.ml TreeEnsembleRegressor that list nodes or leaves.
+_NODE_ATTRS = ("nodes_featureids", "nodes_values", "nodes_modes", "nodes_nodeids", "nodes_treeids",
+               "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true", "nodes_hitrates")
+_TARGET_ATTRS = ("target_ids", "target_nodeids", "target_treeids", "target_weights")
+
+
+def export_lgbm(boosters: dict, n_outputs: int, n_features: int, path: Path, extra: dict) -> None:
+    """The per-candidate boosters as ONE multi-target TreeEnsembleRegressor
+    (onnxmltools converts each booster; their trees are renumbered and pointed at
+    their candidate's output), behind the same interface as the torch models:
+    features float32 [F] -> log_ratio float32 [K]."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    from .. import pipelines, ranker
+
+    merged: dict[str, list] = {a: [] for a in _NODE_ATTRS + _TARGET_ATTRS}
+    base = [0.0] * n_outputs
+    trees = 0
+    for j, booster in sorted(boosters.items()):
+        m = convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, n_features]))],
+                             target_opset=15)
+        (node,) = [n for n in m.graph.node if n.op_type == "TreeEnsembleRegressor"]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("aggregate_function", b"SUM") != b"SUM" or attrs.get("post_transform", b"NONE") != b"NONE":
+            raise ValueError(f"unexpected tree ensemble for candidate {j}: {attrs.get('aggregate_function')}")
+        ids = sorted(set(attrs["nodes_treeids"]))
+        renumber = {t: trees + i for i, t in enumerate(ids)}
+        trees += len(ids)
+        count = len(attrs["nodes_treeids"])
+        for a in _NODE_ATTRS:
+            values = list(attrs.get(a, []))
+            if a == "nodes_treeids":
+                values = [renumber[t] for t in values]
+            elif not values and a in ("nodes_missing_value_tracks_true", "nodes_hitrates"):
+                values = [0 if a.endswith("true") else 1.0] * count
+            merged[a] += values
+        merged["target_treeids"] += [renumber[t] for t in attrs["target_treeids"]]
+        merged["target_nodeids"] += list(attrs["target_nodeids"])
+        merged["target_weights"] += list(attrs["target_weights"])
+        merged["target_ids"] += [j] * len(attrs["target_ids"])
+        base[j] = float(attrs.get("base_values", [0.0])[0]) if attrs.get("base_values") else 0.0
+    nodes = [
+        helper.make_node("Reshape", ["features", "row_shape"], ["row"]),
+        helper.make_node("TreeEnsembleRegressor", ["row"], ["scores"], domain="ai.onnx.ml", n_targets=n_outputs,
+                         aggregate_function="SUM", post_transform="NONE", base_values=base,
+                         **{a: v for a, v in merged.items() if v}),
+        helper.make_node("Reshape", ["scores", "out_shape"], ["log_ratio"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "clang_llm_lgbm",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [n_features])],
+        [helper.make_tensor_value_info("log_ratio", TensorProto.FLOAT, [n_outputs])],
+        initializer=[helper.make_tensor("row_shape", TensorProto.INT64, [2], [1, n_features]),
+                     helper.make_tensor("out_shape", TensorProto.INT64, [1], [n_outputs])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)],
+                              producer_name="clang-llm")
+    meta = ranker.metadata([c.name for c in pipelines.candidates()], pipelines.set_hash(), "features", "", extra)
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
 
 def export(net, path: Path, tokenizer_hash: str, extra: dict) -> None:
     import onnx
@@ -655,8 +721,9 @@ def run(args) -> dict:
         t = time.time()
         vdata = data if variant.startswith("transformer") else token_free(data)
         if variant == "lgbm":
-            pred = fit_lgbm(vdata, lab, args.seed)
-            info: dict = {}
+            pred, boosters = fit_lgbm(vdata, lab, args.seed)
+            nets[variant] = boosters
+            info: dict = {"trees": sum(b.num_trees() for b in boosters.values())}
         else:
             net, info = fit(variant, vdata, lab, vocab, cfg, args.work, args.quiet)
             nets[variant] = net
@@ -672,13 +739,16 @@ def run(args) -> dict:
               f"{entry['val']['total_reduction']:+.3%} ({entry['seconds']} s)", file=sys.stderr)
     shippable = {v: report["variants"][v]["val"]["geomean_ratio"] for v in nets}
     if shippable:
-        ship = min(shippable, key=lambda v: (shippable[v], TORCH_VARIANTS.index(v)))
+        ship = min(shippable, key=lambda v: (shippable[v], VARIANTS.index(v)))
         report["shipped"] = ship
         fixed = report["variants"]["best-fixed"]["val"]["geomean_ratio"]
         report["beats_best_fixed"] = shippable[ship] < fixed
         extra = {"variant": ship, "val_geomean": round(shippable[ship], 6), "val_best_fixed": round(fixed, 6),
                  "labels": Path(lab.source).name, "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        export(nets[ship], args.work / "model.onnx", tok_hash, extra)
+        if ship == "lgbm":
+            export_lgbm(nets[ship], len(lab.candidates), data["feats"].shape[1], args.work / "model.onnx", extra)
+        else:
+            export(nets[ship], args.work / "model.onnx", tok_hash, extra)
         report["model_bytes"] = (args.work / "model.onnx").stat().st_size
         if args.install:
             data_dir = Path(__file__).resolve().parents[1] / "data"
