@@ -171,3 +171,23 @@ def test_learned_policy_builds_pass(suites):
     v = validate.validate_policy("onnx", jobs=JOBS, limit=15)
     assert v.ok, v.reasons
     assert v.counts["torture"]["passed"] == 15 and v.counts["csmith"]["passed"] == 15
+
+
+def test_outcomes_are_shared_by_object_bytes(suites, tmp_path):
+    """With an object store, a test compiled to bytes already judged is not linked
+    or run again: a planted verdict for those bytes is what the gate reports."""
+    import json
+
+    pfile = tmp_path / "oz.pipeline"
+    pfile.write_text(pipelines.oz_pipeline())
+    comp = validate.Compiler.pipeline(pipelines.oz_pipeline(), False, pfile)
+    store = tmp_path / "objects.jsonl"
+    first = validate.run_gate(comp, None, suites=("torture",), jobs=JOBS, limit=6, objects=store)
+    assert first.ok, first.reasons
+    rows = [json.loads(line) for line in store.read_text().splitlines()]
+    assert len(rows) == 6 and all(r["suite"] == "object" and r["status"] == "pass" for r in rows)
+    rows[0].update(status="run-fail", detail="planted")
+    store.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    again = validate.run_gate(comp, None, suites=("torture",), jobs=JOBS, limit=6, objects=store)
+    assert not again.ok and "planted" in again.reasons[0], again.reasons
+    assert len(store.read_text().splitlines()) == 6  # nothing was linked and run again

@@ -505,11 +505,24 @@ class Compiler:
 
     @classmethod
     def pipeline(cls, passes: str, machine_outliner: bool, pipeline_file: Path) -> Compiler:
+        """The command clang-llm's driver runs for -Oz-llm when the decision is
+        known before the module is (policy.preset_decision): clang-22 with the
+        plugin, handed the pipeline directly, so a shipped candidate runs exactly
+        as in a user's build and the gate's ~2,300 compiles skip the driver's and
+        the embedded policy's start-up. Should the plugin not accept the preset, it
+        asks the policy, which is set to the same pipeline (fixed, strict), so
+        nothing else is ever compiled in its place."""
+        from .. import _paths, policy
+
         env = _clean_env()
         env.update(CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE_FILE=str(pipeline_file), CLANG_LLM_STRICT="1")
         if machine_outliner:
             env["CLANG_LLM_MACHINE_OUTLINER"] = "1"
-        return cls("pipeline", [clang_llm_exe(), "-Oz-llm"], env)
+        env[policy.PRESET_VAR] = f"{int(machine_outliner)}:{passes}"
+        # -fno-crash-diagnostics: a pipeline that crashes LLVM is an expected verdict
+        # here, not a bug report to leave in /tmp once per test.
+        return cls("pipeline", [_paths.find_clang(), "-Oz", "-fno-crash-diagnostics", "-Xclang",
+                                "-disable-llvm-passes", f"-fpass-plugin={_paths.plugin_path()}"], env)
 
 
     @classmethod
@@ -555,19 +568,46 @@ class Outcome:
         return self.status == "pass"
 
 
-def build_and_run(comp: Compiler, test: Test, work: Path, run_timeout: float = RUN_TIMEOUT) -> Outcome:
-    """Compile and link one test, run it, and judge its exit status / output."""
+def build_and_run(comp: Compiler, test: Test, work: Path, run_timeout: float = RUN_TIMEOUT,
+                  objects: _Results | None = None) -> Outcome:
+    """Compile and link one test, run it, and judge its exit status / output.
+
+    objects: outcomes by (test, object bytes). The test is then compiled to an
+    object first; an object some earlier compile (any pipeline's) produced has
+    its outcome already, and is neither linked nor run again. Pipelines close to
+    each other compile most small tests to the same bytes."""
     start = time.perf_counter()
+    obj_key = None
     with tempfile.TemporaryDirectory(prefix="t.", dir=work) as tmp:
         exe = os.path.join(tmp, "a.out")
-        c = _run([*comp.argv, *BASE_FLAGS, *test.flags, str(test.source), "-o", exe, *LINK_FLAGS],
-                 COMPILE_TIMEOUT, comp.env, tmp)
-        if c.rc is None:
-            return Outcome("compile-timeout", f"compile took over {COMPILE_TIMEOUT:g} s", time.perf_counter() - start)
-        if c.rc != 0:
-            return Outcome("compile-error", _first_error(c.err), time.perf_counter() - start)
+        if objects is None:
+            steps = [([*comp.argv, *BASE_FLAGS, *test.flags, str(test.source), "-o", exe, *LINK_FLAGS], comp.env)]
+        else:
+            obj = os.path.join(tmp, "t.o")
+            steps = [([*comp.argv, *BASE_FLAGS, *test.flags, "-c", str(test.source), "-o", obj], comp.env),
+                     ([_clang(), *BASE_FLAGS, *test.flags, obj, "-o", exe, *LINK_FLAGS], _clean_env())]
+        for n, (argv, env) in enumerate(steps):
+            c = _run(argv, COMPILE_TIMEOUT, env, tmp)
+            if c.rc is None:
+                return Outcome("compile-timeout", f"compile took over {COMPILE_TIMEOUT:g} s", time.perf_counter() - start)
+            if c.rc != 0:
+                o = Outcome("compile-error", _first_error(c.err), time.perf_counter() - start)
+                if obj_key:
+                    objects.put_key("object", test.id, obj_key, o)
+                return o
+            if objects is not None and n == 0:
+                obj_key = f"{test.digest}:{_digest(Path(obj).read_bytes())}"
+                known = objects.get_key("object", test.id, obj_key)
+                if known is not None:
+                    return Outcome(known.status, known.detail, time.perf_counter() - start)
         r = _run([exe], run_timeout, _clean_env(), tmp)
-    secs = time.perf_counter() - start
+    o = _judge(test, r, time.perf_counter() - start, run_timeout)
+    if obj_key:
+        objects.put_key("object", test.id, obj_key, o)
+    return o
+
+
+def _judge(test: Test, r: Proc, secs: float, run_timeout: float) -> Outcome:
     if r.rc is None:
         return Outcome("run-timeout", f"ran over {run_timeout:g} s", secs)
     if r.rc != 0:
@@ -577,6 +617,12 @@ def build_and_run(comp: Compiler, test: Test, work: Path, run_timeout: float = R
     if test.expect is not None and out != test.expect:
         return Outcome("wrong-output", f"printed {out[:80]!r}, expected {test.expect!r}", secs, out, r.seconds)
     return Outcome("pass", "", secs, out, r.seconds)
+
+
+def _clang() -> str:
+    from .. import _paths
+
+    return _paths.find_clang()
 
 
 def compile_twice(comp: Compiler, test: Test, work: Path) -> Outcome:
@@ -849,15 +895,21 @@ class _Results:
                 self.known[(e["suite"], e["test"], e["digest"])] = Outcome(e["status"], e["detail"], e["seconds"])
 
     def get(self, suite: str, t: Test) -> Outcome | None:
-        return self.known.get((suite, t.id, t.digest))
+        return self.get_key(suite, t.id, t.digest)
 
     def put(self, suite: str, t: Test, o: Outcome) -> None:
+        self.put_key(suite, t.id, t.digest, o)
+
+    def get_key(self, suite: str, test_id: str, digest: str) -> Outcome | None:
+        return self.known.get((suite, test_id, digest))
+
+    def put_key(self, suite: str, test_id: str, digest: str, o: Outcome) -> None:
         if self.path is None or o.status in self.TRANSIENT:
             return
-        line = json.dumps({"suite": suite, "test": t.id, "digest": t.digest, "status": o.status,
+        line = json.dumps({"suite": suite, "test": test_id, "digest": digest, "status": o.status,
                            "detail": o.detail, "seconds": round(o.seconds, 3)})
         with self.lock:
-            self.known[(suite, t.id, t.digest)] = o
+            self.known[(suite, test_id, digest)] = o
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
 
@@ -909,15 +961,17 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
         _write_text(pfile, passes)
     comp = Compiler.pipeline(passes, machine_outliner, pfile)
     cache = cache_dir() / "results" / f"{key}-{toolchain_id()}.jsonl" if use_cache else None
+    objects = cache_dir() / "objects" / f"{toolchain_id()}.jsonl" if use_cache else None
     if fail_fast and only is None:
         canaries = _canaries() if use_cache else set()
         if canaries:
-            early = run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=canaries, log=log)
+            early = run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=canaries, log=log,
+                             objects=objects)
             if not early.ok:
                 early.reasons.append(f"(fail-fast: stopped after {sum(c['tests'] for c in early.counts.values())} "
                                      "canary tests that other pipelines failed)")
                 return early
-    return run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=only, log=log)
+    return run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=only, log=log, objects=objects)
 
 
 def validate_policy(backend: str, *, suites: Iterable[str] = ("torture", "csmith"), jobs: int | None = None,
@@ -930,8 +984,9 @@ def validate_policy(backend: str, *, suites: Iterable[str] = ("torture", "csmith
 
 def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUITES, jobs: int | None = None,
              limit: int | None = None, only: Iterable[str] | None = None,
-             log: Callable[[str], None] | None = None) -> Verdict:
-    """The suites compiled by comp; outcomes kept in cache (a JSON-lines file) if given."""
+             log: Callable[[str], None] | None = None, objects: Path | None = None) -> Verdict:
+    """The suites compiled by comp; outcomes kept in cache (a JSON-lines file) if
+    given, and by object bytes in objects (shared by all compilers) if given."""
     suites = tuple(suites)
     only = set(only) if only is not None else None
     unknown = set(suites) - set(SUITES)
@@ -940,9 +995,10 @@ def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUIT
     jobs = jobs or os.cpu_count() or 1
     start = time.perf_counter()
     work = _work_dir()
-    results = _Results(cache)
-    if results.path:
-        results.path.parent.mkdir(parents=True, exist_ok=True)
+    results, by_object = _Results(cache), _Results(objects) if objects else None
+    for store in (results, by_object):
+        if store is not None and store.path:
+            store.path.parent.mkdir(parents=True, exist_ok=True)
 
     verdict = Verdict(ok=True)
     why = _smoke(comp, work)
@@ -965,9 +1021,9 @@ def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUIT
         plan["determinism"] = (big + csmith[:DETERMINISM_CSMITH],
                                lambda t: compile_twice(comp, t, work))
     if "torture" in suites:
-        plan["torture"] = (torture, lambda t: build_and_run(comp, t, work))
+        plan["torture"] = (torture, lambda t: build_and_run(comp, t, work, objects=by_object))
     if "csmith" in suites:
-        plan["csmith"] = (csmith, lambda t: build_and_run(comp, t, work))
+        plan["csmith"] = (csmith, lambda t: build_and_run(comp, t, work, objects=by_object))
 
     for suite in SUITES:
         if suite not in plan:
