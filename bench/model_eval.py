@@ -86,10 +86,7 @@ def main(argv=None) -> int:
     order = M.order_from_predictions(pred)
 
     y = M.targets(lab.text)
-    train = lab.rows("train")
-    code = lab.text[train, 0] > 0
-    train_geo = np.array([np.nanmean(y[train][code, j]) for j in range(y.shape[1])])
-    trained_best = int(np.nanargmin(train_geo))
+    trained_best = M.fixed_ranking(lab)[0][0]
     shipped_best = lab.candidates.index(pipelines.best_fixed().name)
 
     static = np.tile([lab.candidates.index(c.name) for c in policy._best_fixed(None)], (len(rows), 1))

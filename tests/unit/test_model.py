@@ -56,6 +56,16 @@ def test_scoring_and_verify_selection():
     assert s["total_reduction"] == pytest.approx(10 / 150)
 
 
+
+def test_fixed_ranking_uses_training_modules_with_code_and_every_candidate():
+    text = np.array([[100.0, 90, 99], [100, 112, 99], [0, 0, 0], [100, np.nan, 50], [100, 50, 200]])
+    lab = model.Labels(["a", "b", "c", "d", "e"], ["p"] * 5, ["train"] * 4 + ["test"], ["oz", "x", "y"], text)
+    order, score, used = model.fixed_ranking(lab)
+    assert used == 2                                  # no code in c, x failed on d, e is a test module
+    assert order == [2, 1, 0] and score["y"] < score["x"] < score["oz"] == 1.0
+    order, score, used = model.fixed_ranking(lab, ["oz", "y"])
+    assert used == 3 and order == [2, 0] and set(score) == {"oz", "y"}
+
 @pytest.fixture(scope="module")
 def _exported_once(tmp_path_factory):
     out = tmp_path_factory.mktemp("model")

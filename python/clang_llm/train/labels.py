@@ -93,29 +93,21 @@ def _cmd_labels(args) -> int:
 def _cmd_best_fixed(args) -> int:
     """The default back end's pipeline: the validated candidate with the best
     geomean .text ratio on the label table's training split."""
-    import math
-
     from .. import pipelines
+    from .model import fixed_ranking, load_labels
 
-    rows = read(args.labels).to_pylist()
-    train = [r for r in rows if r["split"] == "train"]
-    by_module: dict[str, dict[str, int]] = {}
-    for r in train:
-        if r["text"] is not None:
-            by_module.setdefault(r["module"], {})[r["candidate"]] = r["text"]
-    names = [c.name for c in pipelines.candidates() if c.validated]
-    usable = [m for m in by_module.values() if m.get("oz") and all(n in m for n in names)]
-    if not usable:
+    lab = load_labels(args.labels)
+    _, score, used = fixed_ranking(lab, [c.name for c in pipelines.candidates() if c.validated])
+    if not used:
         print("clang-llm-data best-fixed: no training modules with every candidate measured", file=sys.stderr)
         return 2
-    score = {n: math.exp(sum(math.log(m[n] / m["oz"]) for m in usable) / len(usable)) for n in names}
     for n in sorted(score, key=score.get):
         print(f"{n:36} {score[n]:.5f}")
     best = min(score, key=lambda n: (score[n], n))
-    print(f"best fixed on {len(usable)} training modules: {best}")
+    print(f"best fixed on {used} training modules: {best}")
     if args.write:
         out = pipelines.set_best_fixed(best, {
-            "chosen_on": f"labels.parquet training split, {len(usable)} modules",
+            "chosen_on": f"labels.parquet training split, {used} modules",
             "geomean_ratio": round(score[best], 6), "command": "clang-llm-data best-fixed --write"})
         print(f"wrote {out}")
     return 0

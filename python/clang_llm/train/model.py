@@ -107,6 +107,23 @@ def targets(text):
     return np.log((text + 1.0) / (text[:, :1] + 1.0))
 
 
+def fixed_ranking(lab: Labels, only: list[str] | None = None) -> tuple[list[int], dict[str, float], int]:
+    """Candidates by their geomean .text ratio to -Oz over the training modules
+    that have code and every considered candidate measured, best first: the
+    default back end's pipeline (`clang-llm-data best-fixed`) and the baseline
+    every report compares with, computed here only. only: candidate names to
+    consider (default all). Returns (indices best first, {name: ratio}, modules)."""
+    import numpy as np
+
+    considered = [j for j, n in enumerate(lab.candidates) if only is None or n in only]
+    t = lab.text[lab.rows("train")]
+    use = (t[:, 0] > 0) & ~np.isnan(t[:, considered]).any(axis=1)
+    ratio = np.exp(targets(t[use])[:, considered].mean(axis=0)) if use.any() else np.ones(len(considered))
+    score = {lab.candidates[j]: float(r) for j, r in zip(considered, ratio)}
+    order = sorted(considered, key=lambda j: (score[lab.candidates[j]], lab.candidates[j]))
+    return order, score, int(use.sum())
+
+
 # --- scoring -------------------------------------------------------------------------
 
 def choose_sizes(text, order, k: int = 1):
@@ -697,11 +714,10 @@ def run(args) -> dict:
     report["chunks_per_module"] = {"mean": float(chunks.mean()), "at_cap": float((chunks == ir.MAX_CHUNKS).mean())}
     # best-fixed: the candidate with the best training geomean, applied everywhere.
     y = data["y"]
-    code = text[train, 0] > 0
-    train_geo = [float(np.nanmean(y[train][code, j])) if not np.all(np.isnan(y[train][code, j])) else math.inf
-                 for j in range(y.shape[1])]
-    best_j = int(np.argmin(train_geo))
-    fixed_order = np.tile(np.argsort(np.nan_to_num(train_geo, nan=math.inf), kind="stable"), (len(text), 1))
+    ranking, _, _ = fixed_ranking(lab)
+    best_j = ranking[0]
+    rest = [j for j in range(len(lab.candidates)) if j not in ranking]
+    fixed_order = np.tile(ranking + rest, (len(text), 1))
     oracle = np.argsort(np.nan_to_num(text, nan=math.inf), axis=1, kind="stable")
     report["best_fixed"] = lab.candidates[best_j]
     report["oracle_val"] = score(text[val], choose_sizes(text[val], oracle[val]))
