@@ -58,7 +58,7 @@ def test_scoring_and_verify_selection():
 
 
 def test_fixed_ranking_uses_training_modules_with_code_and_every_candidate():
-    text = np.array([[100.0, 90, 99], [100, 112, 99], [0, 0, 0], [100, np.nan, 50], [100, 50, 200]])
+    text = np.array([[100.0, 90, 99], [100, 110, 99], [0, 0, 0], [100, np.nan, 50], [100, 50, 200]])
     lab = model.Labels(["a", "b", "c", "d", "e"], ["p"] * 5, ["train"] * 4 + ["test"], ["oz", "x", "y"], text)
     order, score, used = model.fixed_ranking(lab)
     assert used == 2                                  # no code in c, x failed on d, e is a test module
