@@ -216,4 +216,6 @@ def test_member_names_keep_shipped_names_and_never_reuse_one():
     assert names[0] == "oz" and names[2:4] == [c.name for c in shipped[1:3]]
     assert len(set(names)) == len(names)
     assert not {names[1], names[4]} & {c.name for c in shipped}
+    numbers = {n.removesuffix("+mo") for n in [*names[1:2], *names[4:]]}
+    assert not numbers & {c.name.removesuffix("+mo") for c in shipped}   # no s07 beside an s07+mo
     assert names[1].endswith("+mo") and not names[4].endswith("+mo")

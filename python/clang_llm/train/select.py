@@ -169,7 +169,8 @@ def member_names(members: list[P.Individual]) -> list[str]:
     from .. import pipelines
 
     known = [pipelines.find(ind.passes(), ind.machine_outliner) for ind in members]
-    taken = {c.name for c in pipelines.candidates()}
+    # By number: s07 and s07+mo would read as one pipeline with and without the outliner.
+    taken = {c.name.removesuffix("+mo") for c in pipelines.candidates()}
     names = []
     for rank, (ind, old) in enumerate(zip(members, known)):
         if rank == 0:
@@ -178,9 +179,10 @@ def member_names(members: list[P.Individual]) -> list[str]:
             name = old.name
         else:
             n = rank
-            while (name := f"s{n:02d}" + ("+mo" if ind.machine_outliner else "")) in taken:
+            while f"s{n:02d}" in taken:
                 n += 1
-            taken.add(name)
+            taken.add(f"s{n:02d}")
+            name = f"s{n:02d}" + ("+mo" if ind.machine_outliner else "")
         names.append(name)
     return names
 
