@@ -227,6 +227,8 @@ def test_interrupted_run_keeps_what_arrived(corpus, expected, tmp_path, monkeypa
     jobs = mine[:2] + [Job(h, bc, HANG)] + mine[2:]
     path = tmp_path / "s.sqlite"
 
+    interrupted = threading.Event()
+
     def ctrl_c_once_two_are_stored():
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -237,17 +239,28 @@ def test_interrupted_run_keeps_what_arrived(corpus, expected, tmp_path, monkeypa
             except sqlite3.OperationalError:  # not created yet
                 pass
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
+        # Again if the first one was lost (the run hangs for 60 s on the third job).
+        while not interrupted.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+            interrupted.wait(5.0)
 
-    with Store(path) as st:
-        threading.Thread(target=ctrl_c_once_two_are_stored, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            run(jobs, st, workers=1, timeout=60, progress=False)
-        assert len(st) == 2
-        monkeypatch.delenv(evaluate.HANG_ENV)
-        res = run(jobs, st, workers=1, progress=False)
-        assert res.reused == 2 and res.evaluated == len(jobs) - 2 and res.failed == 0
-        assert_matches(res, {k: v for k, v in expected.items() if k[0] == h})
+    # Ctrl-C as Python handles it by default, whatever an earlier test installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with Store(path) as st:
+            threading.Thread(target=ctrl_c_once_two_are_stored, daemon=True).start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    run(jobs, st, workers=1, timeout=60, progress=False)
+            finally:
+                interrupted.set()
+            assert len(st) == 2
+            monkeypatch.delenv(evaluate.HANG_ENV)
+            res = run(jobs, st, workers=1, progress=False)
+            assert res.reused == 2 and res.evaluated == len(jobs) - 2 and res.failed == 0
+            assert_matches(res, {k: v for k, v in expected.items() if k[0] == h})
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_unreadable_module_is_reported_not_stored(corpus, tmp_path):
