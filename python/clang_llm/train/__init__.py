@@ -25,6 +25,10 @@ import os
 from pathlib import Path
 
 
+# The source checkout (reports default to its bench/results).
+REPO = Path(__file__).resolve().parents[3]
+
+
 def data_root() -> Path:
     """Where rebuildable data goes (CLANG_LLM_DATA, default ~/.cache/clang-llm/data)."""
     root = os.environ.get("CLANG_LLM_DATA") or Path.home() / ".cache" / "clang-llm" / "data"

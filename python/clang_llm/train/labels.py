@@ -97,13 +97,13 @@ def _cmd_best_fixed(args) -> int:
     from .model import fixed_ranking, load_labels
 
     lab = load_labels(args.labels)
-    _, score, used = fixed_ranking(lab, [c.name for c in pipelines.candidates() if c.validated])
+    order, score, used = fixed_ranking(lab, [c.name for c in pipelines.candidates() if c.validated])
     if not used:
         print("clang-llm-data best-fixed: no training modules with every candidate measured", file=sys.stderr)
         return 2
-    for n in sorted(score, key=score.get):
-        print(f"{n:36} {score[n]:.5f}")
-    best = min(score, key=lambda n: (score[n], n))
+    for j in order:
+        print(f"{lab.candidates[j]:36} {score[lab.candidates[j]]:.5f}")
+    best = lab.candidates[order[0]]
     print(f"best fixed on {used} training modules: {best}")
     if args.write:
         out = pipelines.set_best_fixed(best, {

@@ -52,10 +52,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import committed_dir, data_root
+from . import REPO, committed_dir, data_root
 
 VARIANTS = ("best-fixed", "lgbm", "mlp", "transformer", "transformer+features")
-REPO = Path(__file__).resolve().parents[3]
 
 
 # --- labels -> targets -------------------------------------------------------------
@@ -580,7 +579,7 @@ def export_lgbm(boosters: dict, n_outputs: int, n_features: int, path: Path, ext
         merged["target_nodeids"] += list(attrs["target_nodeids"])
         merged["target_weights"] += list(attrs["target_weights"])
         merged["target_ids"] += [j] * len(attrs["target_ids"])
-        base[j] = float(attrs.get("base_values", [0.0])[0]) if attrs.get("base_values") else 0.0
+        base[j] = float(attrs["base_values"][0]) if attrs.get("base_values") else 0.0
     nodes = [
         helper.make_node("Reshape", ["features", "row_shape"], ["row"]),
         helper.make_node("TreeEnsembleRegressor", ["row"], ["scores"], domain="ai.onnx.ml", n_targets=n_outputs,

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import committed_dir, data_root
+from . import REPO, committed_dir, data_root
 
 SUITES = ("determinism", "torture", "csmith")
 
@@ -524,7 +524,6 @@ class Compiler:
         return cls("pipeline", [_paths.find_clang(), "-Oz", "-fno-crash-diagnostics", "-Xclang",
                                 "-disable-llvm-passes", f"-fpass-plugin={_paths.plugin_path()}"], env)
 
-
     @classmethod
     def policy(cls, backend: str) -> Compiler:
         env = _clean_env()
@@ -576,6 +575,8 @@ def build_and_run(comp: Compiler, test: Test, work: Path, run_timeout: float = R
     object first; an object some earlier compile (any pipeline's) produced has
     its outcome already, and is neither linked nor run again. Pipelines close to
     each other compile most small tests to the same bytes."""
+    from .. import _paths
+
     start = time.perf_counter()
     obj_key = None
     with tempfile.TemporaryDirectory(prefix="t.", dir=work) as tmp:
@@ -585,7 +586,7 @@ def build_and_run(comp: Compiler, test: Test, work: Path, run_timeout: float = R
         else:
             obj = os.path.join(tmp, "t.o")
             steps = [([*comp.argv, *BASE_FLAGS, *test.flags, "-c", str(test.source), "-o", obj], comp.env),
-                     ([_clang(), *BASE_FLAGS, *test.flags, obj, "-o", exe, *LINK_FLAGS], _clean_env())]
+                     ([_paths.find_clang(), *BASE_FLAGS, *test.flags, obj, "-o", exe, *LINK_FLAGS], _clean_env())]
         for n, (argv, env) in enumerate(steps):
             c = _run(argv, COMPILE_TIMEOUT, env, tmp)
             if c.rc is None:
@@ -617,12 +618,6 @@ def _judge(test: Test, r: Proc, secs: float, run_timeout: float) -> Outcome:
     if test.expect is not None and out != test.expect:
         return Outcome("wrong-output", f"printed {out[:80]!r}, expected {test.expect!r}", secs, out, r.seconds)
     return Outcome("pass", "", secs, out, r.seconds)
-
-
-def _clang() -> str:
-    from .. import _paths
-
-    return _paths.find_clang()
 
 
 def compile_twice(comp: Compiler, test: Test, work: Path) -> Outcome:
@@ -1199,5 +1194,5 @@ def register(sub) -> None:
     q.add_argument("--suites", default="torture,csmith", help=f"comma-separated subset of {','.join(SUITES)}")
     q.add_argument("--limit", type=int, help="at most N tests per suite (fixed subset)")
     q.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    q.add_argument("--report", default=str(Path(__file__).resolve().parents[3] / "bench" / "results" / "policy_gate.json"))
+    q.add_argument("--report", default=str(REPO / "bench" / "results" / "policy_gate.json"))
     q.set_defaults(func=_cmd_policy)
