@@ -31,10 +31,14 @@ def test_unbalanced_pipelines_are_rejected(bad):
 def test_vocabulary_keeps_levels_apart():
     voc = P.vocabulary()
     names = {lvl: {n.name for n in nodes} for lvl, nodes in voc.by_level.items()}
-    assert "licm" in names[P.LOOP] and "licm" not in names[P.FUNCTION]
+    assert "licm" in names[P.LOOP_MSSA] and "licm" not in names[P.FUNCTION]
+    # licm aborts LLVM outside loop-mssa; indvars aborts it inside.
+    assert "licm" not in names[P.LOOP] and "indvars" not in names[P.LOOP_MSSA]
     assert "instcombine" in names[P.FUNCTION] and "instcombine" not in names[P.MODULE]
     assert "globaldce" in names[P.MODULE]
     assert not any(n in P.INERT for lvl in names.values() for n in lvl)
+    assert not any(n in P.NOT_INSERTED for lvl in names.values() for n in lvl)
+    assert "lower-constant-intrinsics" in pipelines.oz_pipeline()
 
 
 def test_edits_apply_where_they_say():
@@ -72,6 +76,38 @@ def test_required_passes_survive_every_edit():
         text = P.random_pipeline(rng)
         assert P.REQUIRED <= set(_names(text))
         assert P.with_required(text) == text
+
+
+def test_loop_mssa_lists_hold_only_passes_that_preserve_memoryssa():
+    """LLVM aborts a pipeline with a loop-mssa list holding e.g. indvars; the
+    gate used to exclude such random pipelines one by one."""
+    mssa = {n.text() for n in P.vocabulary().by_level[P.LOOP_MSSA]}
+    rng = random.Random(11)
+
+    def check(text):
+        for _, level, lst in P.lists(P.parse(text)):
+            if level == P.LOOP_MSSA:
+                assert {n.text() for n in lst} <= mssa, text
+
+    ind = P.Individual("oz")
+    for _ in range(400):
+        ind = P.mutate(ind, rng, max_edits=5)
+        check(ind.passes())
+    for _ in range(200):
+        check(P.random_pipeline(rng))
+
+
+def test_random_pipelines_inline_and_fold():
+    """C test suites count on inlining and a final instcombine/simplifycfg
+    (link_failure folds, __builtin_constant_p after inlining)."""
+    rng = random.Random(5)
+    for _ in range(100):
+        nodes = P.parse(P.random_pipeline(rng))
+        assert any(n.name == "cgscc" for n in nodes)
+        assert "inline" in _names(P.unparse(nodes))
+        tail = nodes[-1]
+        assert tail.name == "function" and [c.name for c in tail.children] == ["instcombine", "simplifycfg"]
+        assert tail.children[0].text() == P.oz_pass("instcombine")
 
 
 def test_old_random_bases_come_back_repaired():
@@ -219,3 +255,26 @@ def test_member_names_keep_shipped_names_and_never_reuse_one():
     numbers = {n.removesuffix("+mo") for n in [*names[1:2], *names[4:]]}
     assert not numbers & {c.name.removesuffix("+mo") for c in shipped}   # no s07 beside an s07+mo
     assert names[1].endswith("+mo") and not names[4].endswith("+mo")
+
+
+def test_runs_add_up_without_searching_a_module_twice(fake_evaluate, monkeypatch, tmp_path):
+    """--exclude-runs samples only modules earlier runs did not search."""
+    import json
+
+    from clang_llm.train import corpus
+
+    monkeypatch.setenv("CLANG_LLM_DATA", str(tmp_path))
+    mods = [{"hash": f"{i:016x}", "path": f"/nonexistent/{i}.bc", "ir_instructions": 10} for i in range(8)]
+    monkeypatch.setattr(corpus, "modules", lambda split=None: list(mods))
+    parser = argparse.ArgumentParser()
+    search.register(parser.add_subparsers())
+
+    def run(*argv):
+        args = parser.parse_args(["search", "--budget", "14", "--round-size", "6", "--quiet", *argv])
+        assert args.func(args) == 0
+        rows = json.loads((tmp_path / "search" / args.name / "summary.json").read_text())["rows"]
+        return {r["module"] for r in rows}
+
+    first = run("--name", "a", "--sample", "5")
+    second = run("--name", "b", "--sample", "5", "--exclude-runs", "a")
+    assert len(first) == 5 and second == {m["hash"] for m in mods} - first

@@ -23,10 +23,14 @@ from functools import cache
 
 from .. import pipelines
 
-MODULE, CGSCC, FUNCTION, LOOP = "module", "cgscc", "function", "loop"
+MODULE, CGSCC, FUNCTION, LOOP, LOOP_MSSA = "module", "cgscc", "function", "loop", "loop-mssa"
 
-# Adaptors: the level of their children.
-ADAPTORS = {"function": FUNCTION, "cgscc": CGSCC, "devirt": CGSCC, "loop": LOOP, "loop-mssa": LOOP}
+# Adaptors: the level of their children. loop-mssa lists are a level of their
+# own: every pass in one must preserve MemorySSA (LLVM aborts otherwise: "Loop
+# pass manager using MemorySSA contains a pass that does not preserve
+# MemorySSA"), and licm only runs inside one ("LICM requires MemorySSA"), so the
+# two loop vocabularies must not mix.
+ADAPTORS = {"function": FUNCTION, "cgscc": CGSCC, "devirt": CGSCC, "loop": LOOP, "loop-mssa": LOOP_MSSA}
 
 # Passes that exist for bookkeeping or other languages and never change C code
 # size; mutating them wastes evaluations.
@@ -45,6 +49,13 @@ INERT = frozenset({
 # remove or move them, and random pipelines start with them.
 REQUIRED_PREFIX = "function(ee-instrument<>)"
 REQUIRED = frozenset({"ee-instrument", "always-inline"})
+
+# Passes that stay where -Oz puts them: an edit never inserts them and random
+# pipelines never draw them. lower-constant-intrinsics settles
+# __builtin_constant_p for good, so run before inlining it answers "not a
+# constant" where inlining would have made the argument one (gcc's bcp-1.c
+# aborts); code generation lowers what is left anyway.
+NOT_INSERTED = frozenset({"lower-constant-intrinsics"})
 
 # Module-level passes worth trying at the end of a pipeline (after -Oz's own),
 # beyond those -Oz already runs: outlining and merging shrink code that the
@@ -176,15 +187,18 @@ class Vocabulary:
 
 @cache
 def vocabulary() -> Vocabulary:
-    """The passes (and parameter variants) clang's -Oz pipeline uses, per level."""
+    """The passes (and parameter variants) clang's -Oz pipeline uses, per level
+    (by_level: what edits insert and random pipelines draw, so not NOT_INSERTED)."""
     by_level: dict[str, dict[str, Node]] = {}
     variants: dict[str, dict[str | None, None]] = {}
     for _, level, nodes in lists(parse(pipelines.oz_pipeline())):
         for n in nodes:
             if n.is_adaptor or n.name in INERT:
                 continue
-            by_level.setdefault(level, {})[n.text()] = n
             variants.setdefault(n.name, {})[n.params] = None
+            if n.name in NOT_INSERTED:
+                continue
+            by_level.setdefault(level, {})[n.text()] = n
     return Vocabulary({k: tuple(v.values()) for k, v in by_level.items()},
                       {k: tuple(v) for k, v in variants.items()})
 
@@ -360,25 +374,53 @@ def _jsonable(e: Edit) -> Edit:
 
 def random_pipeline(rng: random.Random, length: int | None = None) -> str:
     """A pipeline built from -Oz's vocabulary with the right nesting: module
-    passes, function(...) groups (with loop(...)/loop-mssa(...) groups inside),
-    and an occasional cgscc(inline,...) group. Starts with the REQUIRED passes
-    and promotion to SSA, since without it almost nothing else can fire."""
+    passes, function(...) groups (with loop-mssa(...)/loop(...) groups inside,
+    each from its own vocabulary), and cgscc(inline,...) groups.
+
+    It starts with the REQUIRED passes and promotion to SSA (without it almost
+    nothing else fires), always inlines once, and ends with -Oz's instcombine
+    and simplifycfg: C code and its test suites count on inlining and folding
+    under optimisation (gcc's link_failure tests and __builtin_constant_p
+    tests fail without them), so a random list without them wins on size by
+    dropping work that the correctness gate then rejects."""
     voc = vocabulary()
-    fn, lp, mod = voc.by_level.get(FUNCTION, ()), voc.by_level.get(LOOP, ()), voc.by_level.get(MODULE, ())
+    fn, mod = voc.by_level.get(FUNCTION, ()), voc.by_level.get(MODULE, ())
+    loop_groups = [(name, voc.by_level.get(level, ())) for name, level in (("loop-mssa", LOOP_MSSA), ("loop", LOOP))]
     length = length or rng.randint(3, 9)
+
+    def fn_body(n: int) -> list[str]:
+        return [rng.choice(fn).text() for _ in range(n)]
+
+    def inline_group() -> str:
+        return f"cgscc(devirt<4>(inline,function({','.join(fn_body(3))})))"
+
     out = ["function(ee-instrument<>,sroa<modify-cfg>,early-cse<>,mem2reg)", "always-inline"]
     for _ in range(length):
         r = rng.random()
         if r < 0.55:
-            body = [rng.choice(fn).text() for _ in range(rng.randint(2, 8))]
+            body = fn_body(rng.randint(2, 8))
             if rng.random() < 0.3:
-                loop = [rng.choice(lp).text() for _ in range(rng.randint(1, 3))]
-                body.insert(rng.randrange(len(body) + 1), f"loop-mssa({','.join(loop)})")
+                name, lp = rng.choice(loop_groups)
+                if lp:
+                    loop = [rng.choice(lp).text() for _ in range(rng.randint(1, 3))]
+                    body.insert(rng.randrange(len(body) + 1), f"{name}({','.join(loop)})")
             out.append(f"function({','.join(body)})")
         elif r < 0.7:
-            out.append(f"cgscc(inline,function({','.join(rng.choice(fn).text() for _ in range(3))}))")
+            out.append(inline_group())
         elif mod:
             out.append(rng.choice(mod).text())
+    if not any(o.startswith("cgscc(") for o in out):
+        out.insert(rng.randint(2, len(out)), inline_group())
     if rng.random() < 0.5:
         out.append(rng.choice(EXTRA_MODULE_PASSES))
+    out.append(f"function({oz_pass('instcombine')},{oz_pass('simplifycfg')})")
     return ",".join(out)
+
+
+@cache
+def oz_pass(name: str) -> str:
+    """The first function-level occurrence of pass `name` in -Oz, with its parameters."""
+    for node in vocabulary().by_level.get(FUNCTION, ()):
+        if node.name == name:
+            return node.text()
+    raise ValueError(f"-Oz runs no function pass {name!r}")

@@ -230,6 +230,10 @@ def _cmd_run(args) -> int:
     if args.max_instructions:
         mods = [m for m in mods if m.get("ir_instructions", 0) <= args.max_instructions]
     mods = [m for m in mods if m.get("ir_instructions", 1) > 0]
+    done = set()
+    for name in args.exclude_runs:
+        done |= {row["module"] for row in json.loads((run_dir(name) / "summary.json").read_text())["rows"]}
+    mods = [m for m in mods if m["hash"] not in done]
     rng = random.Random(args.seed)
     mods = sorted(mods, key=lambda m: m["hash"])
     if args.sample and args.sample < len(mods):
@@ -277,5 +281,7 @@ def register(sub) -> None:
     p.add_argument("--max-instructions", type=int, default=20000,
                    help="skip modules with more IR instructions (their evaluations dominate time)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--exclude-runs", nargs="*", default=[], metavar="RUN",
+                   help="leave out modules these runs searched, so that runs add up to a larger sample")
     add_eval_options(p)
     p.set_defaults(func=_cmd_run)
