@@ -222,6 +222,15 @@ def run_dir(name: str) -> Path:
     return data_root() / "search" / name
 
 
+def summary_path(name: str) -> Path:
+    return run_dir(name) / "summary.json"
+
+
+def load_summary(name: str) -> dict:
+    """What search run `name` wrote (summarise's dict plus the run's settings)."""
+    return json.loads(summary_path(name).read_text())
+
+
 def _cmd_run(args) -> int:
     from . import corpus
     from .store import Store
@@ -232,7 +241,7 @@ def _cmd_run(args) -> int:
     mods = [m for m in mods if m.get("ir_instructions", 1) > 0]
     done = set()
     for name in args.exclude_runs:
-        done |= {row["module"] for row in json.loads((run_dir(name) / "summary.json").read_text())["rows"]}
+        done |= {row["module"] for row in load_summary(name)["rows"]}
     mods = [m for m in mods if m["hash"] not in done]
     rng = random.Random(args.seed)
     mods = sorted(mods, key=lambda m: m["hash"])
@@ -252,11 +261,11 @@ def _cmd_run(args) -> int:
     summary.update({"split": args.split, "budget": args.budget, "seed": args.seed, "sample": len(mods),
                     "seconds": round(time.time() - start, 1),
                     "command": "clang-llm-data " + " ".join(sys.argv[1:]) if sys.argv else ""})
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    summary_path(args.name).write_text(json.dumps(summary, indent=1))
     print(f"search {args.name}: {summary['modules']} modules, {summary['evaluations']} evaluations "
           f"({summary['failures']} failed); geomean vs -Oz: best found {summary['geomean_best_vs_oz']:.4f}, "
           f"best seed {summary['geomean_seed_oracle_vs_oz']:.4f}; improved {summary['improved_share']:.0%}")
-    print(f"wrote {out / 'summary.json'}")
+    print(f"wrote {summary_path(args.name)}")
     return 0
 
 

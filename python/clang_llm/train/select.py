@@ -31,7 +31,7 @@ from pathlib import Path
 from . import committed_dir, data_root
 from . import passes as P
 from .search import (FAILED, add_eval_options, geomean, individual_from_json, individual_json, key_of,
-                     run_dir, seeds)
+                     load_summary, seeds)
 
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -40,7 +40,7 @@ def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
     """Seeds plus the winners of the given search runs, most frequent winners first."""
     count: dict[str, list] = {}
     for name in runs:
-        summary = json.loads((run_dir(name) / "summary.json").read_text())
+        summary = load_summary(name)
         for row in summary["rows"]:
             if row["winner_text"] >= row["oz_text"]:
                 continue
@@ -145,7 +145,7 @@ def _cmd_select(args) -> int:
         "chosen": [{"name": pool[p].describe(), **individual_json(pool[p])} for p in order[:args.k]],
     }
     for name in args.validation_runs:
-        s = json.loads((run_dir(name) / "summary.json").read_text())
+        s = load_summary(name)
         report.setdefault("full_search_oracle_validation", {})[name] = {
             "modules": s["modules"], "geomean": s["geomean_best_vs_oz"], "budget": s["budget"]}
     if args.write:
