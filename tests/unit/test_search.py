@@ -206,6 +206,20 @@ def test_search_finds_and_minimises(fake_evaluate):
             assert _fake_size(smaller.passes(), smaller.machine_outliner) > text
     summary = search.summarise(states, winners)
     assert summary["geomean_best_vs_oz"] == pytest.approx(0.96)
+    # The budget curve: seeds only, then the full budget (which ends with the minimised winners).
+    curve = summary["geomean_best_by_budget"]
+    assert set(curve) == {"12", "60"}
+    assert curve["12"]["geomean"] == pytest.approx(summary["geomean_seed_oracle_vs_oz"])
+    assert curve["60"]["geomean"] == pytest.approx(summary["geomean_best_vs_oz"])
+    assert curve["60"]["geomean"] <= curve["12"]["geomean"]
+
+
+def test_best_within_budget():
+    history = [(12, 1000.0), (36, 990.0), (60, 950.0)]
+    assert search.best_within(history, 12) == 1000.0
+    assert search.best_within(history, 50) == 990.0
+    assert search.best_within(history, 600) == 950.0
+    assert search.best_within(history, 5) == search.FAILED
 
 
 def test_search_is_deterministic(fake_evaluate):

@@ -47,6 +47,8 @@ class ModuleState:
     rng: random.Random
     seen: dict[str, tuple[P.Individual, float]] = field(default_factory=dict)  # pipeline key -> (ind, text)
     evaluations: int = 0
+    # (evaluations so far, best .text so far) after every round: what a smaller budget would have found.
+    history: list[tuple[int, float]] = field(default_factory=list)
 
     def ranked(self) -> list[tuple[P.Individual, float]]:
         # Ties go to fewer edits: a simpler pipeline that is as small is the better one.
@@ -119,6 +121,9 @@ def _evaluate(states: list[ModuleState], batch: dict[str, list[P.Individual]], s
         res = results[(mh, k)]
         st.seen[k] = (ind, float(res.text) if res.ok else FAILED)
         st.evaluations += 1
+    for st in states:
+        if st.hash in batch:
+            st.history.append((st.evaluations, min(t for _, t in st.seen.values())))
 
 
 def search(modules: list[dict], store, *, budget: int, round_size: int, seed: int, args) -> list[ModuleState]:
@@ -191,8 +196,19 @@ def geomean(ratios: list[float]) -> float:
     return math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else 1.0
 
 
+def best_within(history: list[tuple[int, float]], budget: int) -> float:
+    """Best .text a search stopped after `budget` evaluations had found (rounds end on their own counts)."""
+    within = [t for n, t in history if n <= budget]
+    return within[-1] if within else FAILED
+
+
+# Budgets at which summaries report what the search had found, to show what more evaluations buy.
+BUDGET_CURVE = (12, 60, 120, 300, 600, 1000, 2000)
+
+
 def summarise(states: list[ModuleState], winners: dict[str, tuple[P.Individual, float]]) -> dict:
     rows, best_ratio, seed_ratio = [], [], []
+    curve: dict[int, list[float]] = {b: [] for b in BUDGET_CURVE}
     seed_keys = {key_of(s) for s in seeds()}
     for st in states:
         oz = st.oz_text
@@ -203,6 +219,9 @@ def summarise(states: list[ModuleState], winners: dict[str, tuple[P.Individual, 
         win_ind, win = winners.get(st.hash, (best_ind, best))
         best_ratio.append(win / oz)
         seed_ratio.append(seed_best / oz)
+        for b in BUDGET_CURVE:
+            if st.evaluations >= b:
+                curve[b].append(min(best_within(st.history, b), win if b >= st.evaluations else math.inf) / oz)
         rows.append({"module": st.hash, "oz_text": oz, "best_text": best, "seed_best_text": seed_best,
                      "evaluations": st.evaluations,
                      "failures": sum(1 for _, t in st.seen.values() if t == FAILED),
@@ -214,6 +233,9 @@ def summarise(states: list[ModuleState], winners: dict[str, tuple[P.Individual, 
         "geomean_best_vs_oz": geomean(best_ratio),
         "geomean_seed_oracle_vs_oz": geomean(seed_ratio),
         "improved_share": sum(1 for r in best_ratio if r < 1) / max(len(best_ratio), 1),
+        # Geomean of the best found within each budget, over the modules searched at least that far.
+        "geomean_best_by_budget": {str(b): {"modules": len(r), "geomean": geomean(r)}
+                                   for b, r in curve.items() if r},
         "rows": rows,
     }
 
