@@ -14,7 +14,7 @@ by a measurement report (bench/fixed_pipelines.py writes one).
 The file is tab-separated text rather than JSON because the plugin reads it in
 every compiler process, and importing json (with re) costs more than parsing
 this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
-provenance), then a header row and one row per candidate:
+provenance, retired), then a header row and one row per candidate:
 name, machine_outliner (0/1), validated (0/1), note, passes.
 """
 
@@ -138,6 +138,13 @@ def find(passes: str, machine_outliner: bool) -> Candidate | None:
     return None
 
 
+def retired_names() -> set[str]:
+    """Numbered names (sNN, without +mo) that candidates of earlier sets carried
+    and no shipped candidate carries now: a new candidate must not take one, or
+    an old log, report or label table would silently mean another pipeline."""
+    return set(_load()[0].get("retired", "").split())
+
+
 def set_hash() -> str:
     """Identifies the candidate set (model metadata, label tables): the rows'
     names, knobs and passes. Not the header: which candidate is the default
@@ -164,7 +171,7 @@ def set_best_fixed(name: str, provenance: dict) -> Path:
     prov = json.loads(meta.get("provenance") or "{}")
     prov["best_fixed"] = provenance
     out = Path(__file__).with_name("data") / "candidates.tsv"
-    out.write_text(write(list(cands), name, prov))
+    out.write_text(write(list(cands), name, prov, retired_names()))
     _memo.clear()
     return out
 
@@ -205,11 +212,14 @@ def derived_candidates() -> list[Candidate]:
     return base + with_mo
 
 
-def write(cands: list[Candidate], best: str, provenance: dict) -> str:
+def write(cands: list[Candidate], best: str, provenance: dict, retired: set[str] = frozenset()) -> str:
     import json
 
     lines = [f"#format\t{FORMAT_VERSION}", "#llvm\t22.1", f"#best_fixed\t{best}",
-             f"#provenance\t{json.dumps(provenance, sort_keys=True)}", "\t".join(COLUMNS)]
+             f"#provenance\t{json.dumps(provenance, sort_keys=True)}"]
+    if retired:
+        lines.append(f"#retired\t{' '.join(sorted(retired))}")
+    lines.append("\t".join(COLUMNS))
     for c in cands:
         if "\t" in c.note or "\n" in c.note or "\t" in c.passes:
             raise ValueError(f"candidate {c.name}: tabs and newlines cannot be stored")

@@ -269,6 +269,18 @@ def test_member_names_keep_shipped_names_and_never_reuse_one():
     numbers = {n.removesuffix("+mo") for n in [*names[1:2], *names[4:]]}
     assert not numbers & {c.name.removesuffix("+mo") for c in shipped}   # no s07 beside an s07+mo
     assert names[1].endswith("+mo") and not names[4].endswith("+mo")
+    assert not numbers & pipelines.retired_names()   # nor a number an earlier set used
+
+
+def test_retire_records_numbers_a_new_set_drops():
+    old = [pipelines.Candidate("oz", "p"), pipelines.Candidate("s01+mo", "a", True),
+           pipelines.Candidate("s02", "b"), pipelines.Candidate("oz+sink+mo", "c", True)]
+    retired = select.retire(old, ["oz", "s01+mo", "s40"], {"s08"})
+    assert retired == {"s02", "s08"}   # derivation names describe themselves: not recorded
+    assert "s08" in pipelines.retired_names()  # the shipped file carries the 16-set's retired numbers
+    text = pipelines.write(old, "oz", {}, retired)
+    meta, cands = pipelines.parse(text)
+    assert meta["retired"] == "s02 s08" and cands == tuple(old)
 
 
 def test_runs_add_up_without_searching_a_module_twice(fake_evaluate, monkeypatch, tmp_path):

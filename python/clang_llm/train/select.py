@@ -24,8 +24,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import committed_dir, data_root
@@ -170,7 +172,7 @@ def member_names(members: list[P.Individual]) -> list[str]:
 
     known = [pipelines.find(ind.passes(), ind.machine_outliner) for ind in members]
     # By number: s07 and s07+mo would read as one pipeline with and without the outliner.
-    taken = {c.name.removesuffix("+mo") for c in pipelines.candidates()}
+    taken = {c.name.removesuffix("+mo") for c in pipelines.candidates()} | pipelines.retired_names()
     names = []
     for rank, (ind, old) in enumerate(zip(members, known)):
         if rank == 0:
@@ -185,6 +187,15 @@ def member_names(members: list[P.Individual]) -> list[str]:
             name = f"s{n:02d}" + ("+mo" if ind.machine_outliner else "")
         names.append(name)
     return names
+
+
+def retire(old: Iterable, new_names: Iterable[str], retired: set[str]) -> set[str]:
+    """The retired numbers once a new set replaces `old`: those already retired and
+    those of old candidates the new set drops (derivation names such as
+    oz+sink+mo describe their pipeline, so they cannot be reused wrongly)."""
+    keep = {n.removesuffix("+mo") for n in new_names}
+    dropped = {c.name.removesuffix("+mo") for c in old} - keep
+    return (set(retired) | {n for n in dropped if re.fullmatch(r"s\d+", n)}) - keep
 
 
 def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[list[float]], args,
@@ -227,6 +238,7 @@ def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[li
             kept.append(p)
     single = min(kept, key=lambda p: single_cost(rtrain, p))
     cands, names = [], dict(zip(kept, member_names([pool[p] for p in kept])))
+    retired = retire(pipelines.candidates(), names.values(), pipelines.retired_names())
     for p in kept:
         ind, name = pool[p], names[p]
         validated = args.validate_limit is None or name == "oz"
@@ -235,7 +247,7 @@ def write_candidates(pool: list[P.Individual], order: list[int], rtrain: list[li
                   "train_modules": len(rtrain), "runs": args.runs}
     best = names[single] if sum(math.log(r[single]) for r in rtrain if math.isfinite(r[single])) < 0 else "oz"
     path = Path(pipelines.__file__).with_name("data") / "candidates.tsv"
-    path.write_text(pipelines.write(cands, best, provenance))
+    path.write_text(pipelines.write(cands, best, provenance, retired))
     print(f"wrote {path}: {len(cands)} candidates ({len(excluded)} excluded by the gate), best fixed {best}")
     out = {"path": str(path), "candidates": [names[p] for p in kept], "best_fixed": best, "excluded": excluded}
     if rval:
