@@ -56,12 +56,10 @@ def per_package(text, chosen, packages) -> dict:
 
 
 def main(argv=None) -> int:
+    from clang_llm.train import labels
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labels", type=Path, help="label table (default: the committed one)")
-    ap.add_argument("--modules", type=Path, help="folder of <hash>.bc (default: the corpus's)")
-    ap.add_argument("--model", help="model.onnx (default: the shipped one)")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "model_eval")
+    labels.add_evaluation_options(ap, HERE / "results" / "model_eval")
     args = ap.parse_args(argv)
 
     import numpy as np

@@ -38,13 +38,11 @@ def summary(values) -> dict:
 
 
 def main(argv=None) -> int:
+    from clang_llm.train import labels
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labels", type=Path, help="label table (default: the committed one)")
-    ap.add_argument("--modules", type=Path, help="folder of <hash>.bc (default: the corpus's)")
-    ap.add_argument("--model", help="model.onnx (default: the shipped one)")
-    ap.add_argument("--split", default="test")
+    labels.add_evaluation_options(ap, HERE / "results" / "policy_speed")
     ap.add_argument("--repeat", type=int, default=3, help="runs per module; the fastest counts")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "policy_speed")
     args = ap.parse_args(argv)
 
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})

@@ -113,9 +113,25 @@ def _cmd_best_fixed(args) -> int:
     return 0
 
 
+def add_table_options(p, modules: bool = True) -> None:
+    """Where a command reads labels (and the modules they were measured on); the
+    trainer and the benchmarks that score models share these."""
+    p.add_argument("--labels", type=Path, help="label table (default: the committed labels.parquet)")
+    if modules:
+        p.add_argument("--modules", type=Path, help="folder of <hash>.bc modules (default: the corpus's)")
+
+
+def add_evaluation_options(p, out: Path) -> None:
+    """What the benchmarks that score a model on one split take."""
+    add_table_options(p)
+    p.add_argument("--model", help="model.onnx (default: the shipped one)")
+    p.add_argument("--split", default="test", help="(default: %(default)s: packages no training saw)")
+    p.add_argument("--out", type=Path, default=out, help="report path without suffix (default: %(default)s)")
+
+
 def register(sub) -> None:
     b = sub.add_parser("best-fixed", help="the validated candidate best on the label table's training split")
-    b.add_argument("--labels", type=Path, help="label table (default: the committed labels.parquet)")
+    add_table_options(b, modules=False)
     b.add_argument("--write", action="store_true", help="make it the default (best_fixed in candidates.tsv)")
     b.set_defaults(func=_cmd_best_fixed)
 

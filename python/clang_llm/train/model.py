@@ -837,9 +837,10 @@ def _cmd_train(args) -> int:
 
 
 def register(sub) -> None:
+    from . import labels
+
     p = sub.add_parser("train", help="train, compare and export the policy model (resumable)")
-    p.add_argument("--labels", type=Path, help="label table (default: the committed labels.parquet)")
-    p.add_argument("--modules", type=Path, help="folder of <hash>.bc modules (default: the corpus's)")
+    labels.add_table_options(p)
     p.add_argument("--work", type=Path, default=data_root() / "model", help="checkpoints, caches, model.onnx")
     p.add_argument("--variants", nargs="+", default=["all"], help=f"any of {', '.join(VARIANTS)} (default all)")
     p.add_argument("--epochs", type=int, default=10, help="per torch variant (the best epochs came early: 1-5)")
