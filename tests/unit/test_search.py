@@ -304,3 +304,6 @@ def test_runs_add_up_without_searching_a_module_twice(fake_evaluate, monkeypatch
     first = run("--name", "a", "--sample", "5")
     second = run("--name", "b", "--sample", "5", "--exclude-runs", "a")
     assert len(first) == 5 and second == {m["hash"] for m in mods} - first
+    # Every round leaves a snapshot, so a run stopped for time still has its budget curve.
+    progress = json.loads((tmp_path / "search" / "a" / "progress.json").read_text())
+    assert progress["round"] >= 1 and progress["modules"] == 5 and "geomean_best_by_budget" in progress

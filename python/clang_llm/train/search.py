@@ -126,8 +126,10 @@ def _evaluate(states: list[ModuleState], batch: dict[str, list[P.Individual]], s
             st.history.append((st.evaluations, min(t for _, t in st.seen.values())))
 
 
-def search(modules: list[dict], store, *, budget: int, round_size: int, seed: int, args) -> list[ModuleState]:
-    """Run the search over modules (records with 'hash' and 'path'); returns their states."""
+def search(modules: list[dict], store, *, budget: int, round_size: int, seed: int, args,
+           on_round=None) -> list[ModuleState]:
+    """Run the search over modules (records with 'hash' and 'path'); returns their states.
+    on_round(states, round) is called after every round (progress snapshots)."""
     states = [ModuleState(m["hash"], str(m["path"]), _module_rng(seed, m["hash"])) for m in modules]
     _evaluate(states, {st.hash: seeds() for st in states}, store, args, "search: seeds")
     states = [st for st in states if st.seen.get(key_of(P.Individual("oz")), (None, FAILED))[1] < FAILED]
@@ -139,6 +141,8 @@ def search(modules: list[dict], store, *, budget: int, round_size: int, seed: in
             break
         rnd += 1
         _evaluate(states, batch, store, args, f"search: round {rnd}")
+        if on_round is not None:
+            on_round(states, rnd)
     return states
 
 
@@ -276,13 +280,24 @@ def _cmd_run(args) -> int:
     out = run_dir(args.name)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    settings = {"split": args.split, "budget": args.budget, "seed": args.seed, "sample": len(mods),
+                "command": "clang-llm-data " + " ".join(sys.argv[1:]) if sys.argv else ""}
+
+    def snapshot(states: list[ModuleState], rnd: int) -> None:
+        # What the run has found so far, before minimisation: a run stopped for
+        # time still reports its budget curve (the store keeps the evaluations).
+        snap = {k: v for k, v in summarise(states, {}).items() if k != "rows"}
+        snap.update(settings, round=rnd, seconds=round(time.time() - start, 1))
+        tmp = run_dir(args.name) / "progress.json.tmp"
+        tmp.write_text(json.dumps(snap, indent=1))
+        tmp.replace(run_dir(args.name) / "progress.json")
+
     with Store(args.store or data_root() / "results.sqlite") as store:
-        states = search(mods, store, budget=args.budget, round_size=args.round_size, seed=args.seed, args=args)
+        states = search(mods, store, budget=args.budget, round_size=args.round_size, seed=args.seed, args=args,
+                        on_round=snapshot)
         winners = minimise(states, store, args)
     summary = summarise(states, winners)
-    summary.update({"split": args.split, "budget": args.budget, "seed": args.seed, "sample": len(mods),
-                    "seconds": round(time.time() - start, 1),
-                    "command": "clang-llm-data " + " ".join(sys.argv[1:]) if sys.argv else ""})
+    summary.update(settings, seconds=round(time.time() - start, 1))
     summary_path(args.name).write_text(json.dumps(summary, indent=1))
     print(f"search {args.name}: {summary['modules']} modules, {summary['evaluations']} evaluations "
           f"({summary['failures']} failed); geomean vs -Oz: best found {summary['geomean_best_vs_oz']:.4f}, "
