@@ -301,9 +301,20 @@ def test_runs_add_up_without_searching_a_module_twice(fake_evaluate, monkeypatch
         rows = json.loads((tmp_path / "search" / args.name / "summary.json").read_text())["rows"]
         return {r["module"] for r in rows}
 
+    def args_for(*argv):
+        args = parser.parse_args(["search", *argv])
+        return args.func(args)
+
     first = run("--name", "a", "--sample", "5")
     second = run("--name", "b", "--sample", "5", "--exclude-runs", "a")
     assert len(first) == 5 and second == {m["hash"] for m in mods} - first
+    # A kept summary is what selection reads once the run folder is gone.
+    monkeypatch.setattr(search, "committed_dir", lambda: tmp_path / "committed")
+    assert args_for("--name", "a", "--keep") == 0
+    kept = search.load_summary("a")
+    (tmp_path / "search" / "a" / "summary.json").unlink()
+    assert search.load_summary("a") == kept and {r["module"] for r in kept["rows"]} == first
+    assert args_for("--name", "never-ran", "--keep") == 2
     # Every round leaves a snapshot, so a run stopped for time still has its budget curve.
     progress = json.loads((tmp_path / "search" / "a" / "progress.json").read_text())
     assert progress["round"] >= 1 and progress["modules"] == 5 and "geomean_best_by_budget" in progress

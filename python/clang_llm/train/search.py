@@ -25,6 +25,7 @@ the module gets no larger; the minimised winners are what candidate selection
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import data_root
+from . import committed_dir, data_root
 from . import passes as P
 
 FAILED = math.inf
@@ -252,14 +253,40 @@ def summary_path(name: str) -> Path:
     return run_dir(name) / "summary.json"
 
 
+def kept_path(name: str) -> Path:
+    """The committed copy of a run's summary (search --keep): the store and the
+    run folder are rebuilt data, but selection only needs the winners."""
+    return committed_dir() / "search" / f"{name}.json.gz"
+
+
 def load_summary(name: str) -> dict:
-    """What search run `name` wrote (summarise's dict plus the run's settings)."""
-    return json.loads(summary_path(name).read_text())
+    """What search run `name` wrote (summarise's dict plus the run's settings):
+    the run folder's summary, else the committed copy."""
+    path = summary_path(name)
+    if not path.exists() and kept_path(name).exists():
+        return json.loads(gzip.decompress(kept_path(name).read_bytes()))
+    return json.loads(path.read_text())
+
+
+def keep_summary(name: str) -> Path:
+    out = kept_path(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # mtime=0: the same summary gives the same bytes, so a re-keep changes nothing in git.
+    out.write_bytes(gzip.compress(json.dumps(load_summary(name), separators=(",", ":")).encode(), mtime=0))
+    return out
 
 
 def _cmd_run(args) -> int:
     from . import corpus
     from .store import Store
+
+    if args.keep:
+        if not summary_path(args.name).exists():
+            print(f"clang-llm-data search: run {args.name!r} has no summary ({summary_path(args.name)})",
+                  file=sys.stderr)
+            return 2
+        print(f"wrote {keep_summary(args.name)}")
+        return 0
 
     mods = corpus.modules(split=args.split)
     if args.max_instructions:
@@ -329,5 +356,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--exclude-runs", nargs="*", default=[], metavar="RUN",
                    help="leave out modules these runs searched, so that runs add up to a larger sample")
+    p.add_argument("--keep", action="store_true",
+                   help="copy the finished run's summary (gzipped) into the committed data and exit")
     add_eval_options(p)
     p.set_defaults(func=_cmd_run)
