@@ -318,3 +318,32 @@ def test_runs_add_up_without_searching_a_module_twice(fake_evaluate, monkeypatch
     # Every round leaves a snapshot, so a run stopped for time still has its budget curve.
     progress = json.loads((tmp_path / "search" / "a" / "progress.json").read_text())
     assert progress["round"] >= 1 and progress["modules"] == 5 and "geomean_best_by_budget" in progress
+
+
+def test_select_reports_the_shipped_set_on_the_same_validation_modules(fake_evaluate, monkeypatch, tmp_path):
+    import json
+
+    from clang_llm.train import corpus
+
+    monkeypatch.setenv("CLANG_LLM_DATA", str(tmp_path))
+    mods = {split: [{"hash": f"{i:015x}{n}", "path": f"/nonexistent/{split}{i}.bc", "ir_instructions": 10}
+                    for i in range(6)] for n, split in enumerate(("train", "validation"))}
+    monkeypatch.setattr(corpus, "modules", lambda split=None: list(mods[split]))
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    search.register(sub)
+    select.register(sub)
+    args = parser.parse_args(["search", "--name", "a", "--budget", "30", "--round-size", "6", "--quiet"])
+    assert args.func(args) == 0
+    out = tmp_path / "selection.json"
+    args = parser.parse_args(["select", "--runs", "a", "--k", "4", "--max-pool", "8", "--train-sample", "4",
+                              "--val-sample", "3", "--report", str(out), "--quiet"])
+    assert args.func(args) == 0
+    report = json.loads(out.read_text())
+    shipped = report["shipped_set_validation"]
+    assert shipped["candidates"] == len(pipelines.candidates())
+    assert shipped["oracle_of_k"]["1"]["geomean"] == pytest.approx(1.0)  # -Oz alone
+    k = max(map(int, shipped["oracle_of_k"]))
+    best = min(_fake_size(c.passes, c.machine_outliner) for c in pipelines.candidates()[:k]) / 1000
+    assert best < 1.0 and shipped["oracle_of_k"][str(k)]["geomean"] == pytest.approx(best)
+    assert report["validation_modules"] == 3
