@@ -35,6 +35,20 @@ def data_root() -> Path:
     return Path(root)
 
 
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace path whole: readers, an interrupted run and other writers (other
+    processes or threads) never see half a file."""
+    import threading
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def committed_dir() -> Path:
     """The source tree's folder of committed data-engine artifacts."""
     return Path(__file__).with_name("data")

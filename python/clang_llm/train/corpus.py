@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import debsrc
-from . import committed_dir, data_root
+from . import committed_dir, data_root, write_atomic
 
 MANIFEST = committed_dir() / "corpus_manifest.toml"
 STATS = committed_dir() / "corpus_stats.json"
@@ -118,11 +118,7 @@ def layout(root: Path | None = None) -> Layout:
 
 
 def _write_json(path: Path, doc) -> None:
-    """Whole-file replace: a reader (or an interrupted run) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
 
 
 # --- the manifest --------------------------------------------------------------------

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import committed_dir, data_root
+from . import committed_dir, data_root, write_atomic
 from . import passes as P
 
 FAILED = math.inf
@@ -270,9 +270,8 @@ def load_summary(name: str) -> dict:
 
 def keep_summary(name: str) -> Path:
     out = kept_path(name)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # mtime=0: the same summary gives the same bytes, so a re-keep changes nothing in git.
-    out.write_bytes(gzip.compress(json.dumps(load_summary(name), separators=(",", ":")).encode(), mtime=0))
+    write_atomic(out, gzip.compress(json.dumps(load_summary(name), separators=(",", ":")).encode(), mtime=0))
     return out
 
 
@@ -315,9 +314,7 @@ def _cmd_run(args) -> int:
         # time still reports its budget curve (the store keeps the evaluations).
         snap = {k: v for k, v in summarise(states, {}).items() if k != "rows"}
         snap.update(settings, round=rnd, seconds=round(time.time() - start, 1))
-        tmp = run_dir(args.name) / "progress.json.tmp"
-        tmp.write_text(json.dumps(snap, indent=1))
-        tmp.replace(run_dir(args.name) / "progress.json")
+        write_atomic(run_dir(args.name) / "progress.json", json.dumps(snap, indent=1))
 
     with Store(args.store or data_root() / "results.sqlite") as store:
         states = search(mods, store, budget=args.budget, round_size=args.round_size, seed=args.seed, args=args,

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import REPO, committed_dir, data_root
+from . import REPO, committed_dir, data_root, write_atomic
 
 SUITES = ("determinism", "torture", "csmith")
 
@@ -421,9 +421,7 @@ def csmith_program(seed: int, fresh: bool = False) -> Path:
     r = subprocess.run([exe, "--seed", str(seed)], capture_output=True, timeout=120, cwd=path.parent)
     if r.returncode != 0 or not r.stdout:
         raise ValidateError(f"csmith --seed {seed} failed: {r.stderr.decode(errors='replace').strip()[-300:]}")
-    tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-    tmp.write_bytes(r.stdout)
-    tmp.replace(path)
+    write_atomic(path, r.stdout)
     return path
 
 
@@ -677,13 +675,6 @@ def _clang_version() -> str:
     return r.stdout.split("\n")[0].strip()
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Replace path atomically (readers, and other writers, never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def build_torture_baseline(jobs: int, out: Path, log: Callable[[str], None] = print) -> dict:
     """Find the torture tests that compile and pass at clang-22 -O0 and -Oz."""
     tests, skipped = discover_torture()
@@ -717,7 +708,7 @@ def build_torture_baseline(jobs: int, out: Path, log: Callable[[str], None] = pr
         f"# stats\t{json.dumps(stats, sort_keys=True)}",
         "# test id<TAB>digest of source and flags",
     ]
-    _write_text(out, "\n".join(header + [f"{t.id}\t{t.digest}" for t in sorted(both, key=lambda t: t.id)]) + "\n")
+    write_atomic(out, "\n".join(header + [f"{t.id}\t{t.digest}" for t in sorted(both, key=lambda t: t.id)]) + "\n")
     log(f"torture: {stats['pass_O0']} pass at -O0, {stats['pass_Oz']} at -Oz, {len(both)} at both -> {out}")
     return stats
 
@@ -780,7 +771,7 @@ def build_csmith_baseline(jobs: int, out: Path, count: int = CSMITH_PROGRAMS,
         f"# stats\t{json.dumps(stats, sort_keys=True)}",
         "# seed<TAB>program digest<TAB>expected output",
     ]
-    _write_text(out, "\n".join(header + [f"{s}\t{kept[s][0]}\t{kept[s][1]}" for s in seeds]) + "\n")
+    write_atomic(out, "\n".join(header + [f"{s}\t{kept[s][0]}\t{kept[s][1]}" for s in seeds]) + "\n")
     log(f"csmith: kept {len(seeds)} of {max(seeds)} seeds -> {out}")
     return stats
 
@@ -959,7 +950,7 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
     pdir.mkdir(parents=True, exist_ok=True)
     pfile = pdir / f"{key}.pipeline"
     if not pfile.is_file() or pfile.read_text() != passes:
-        _write_text(pfile, passes)
+        write_atomic(pfile, passes)
     comp = Compiler.pipeline(passes, machine_outliner, pfile)
     cache = cache_dir() / "results" / f"{key}-{toolchain_id()}.jsonl" if use_cache else None
     objects = cache_dir() / "objects" / f"{toolchain_id()}.jsonl" if use_cache else None
@@ -1144,7 +1135,7 @@ def _cmd_pipelines(args) -> int:
             "pipelines": sorted(entries.values(), key=lambda e: e["name"]),
         }
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(report_path, json.dumps(report, indent=1) + "\n")
+        write_atomic(report_path, json.dumps(report, indent=1) + "\n")
     print(f"wrote {report_path}", file=sys.stderr)
     return 2 if failed_any and args.check else 0
 
@@ -1166,7 +1157,7 @@ def _cmd_policy(args) -> int:
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(args.report)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(out, json.dumps(report, indent=1) + "\n")
+    write_atomic(out, json.dumps(report, indent=1) + "\n")
     print(f"{args.backend}: {'ok' if v.ok else 'FAILED: ' + '; '.join(v.reasons)} ({v.seconds:.0f} s; "
           f"{json.dumps(v.counts)}); wrote {out}", file=sys.stderr)
     return 0 if v.ok else 2
