@@ -286,3 +286,25 @@ def test_no_preset_decision_while_capturing(monkeypatch, tmp_path):
     assert policy.preset_decision() is not None  # module-independent: decided in the driver
     monkeypatch.setenv(policy.CAPTURE_VAR, str(tmp_path))
     assert policy.preset_decision() is None
+
+
+def test_partial_corpus_keeps_its_statistics_beside_its_records(tmp_path, monkeypatch):
+    """The committed corpus_stats.json describes the whole manifest: a corpus
+    that lacks manifest packages must not overwrite it with a part."""
+    entries = corpus.load_manifest(write_manifest(tmp_path, """
+[packages.a]
+system = "make"
+[packages.b]
+system = "make"
+"""))
+    committed = tmp_path / "committed_stats.json"
+    monkeypatch.setattr(corpus, "STATS", committed)
+    root = tmp_path / "corpus"
+    write_record(root, "a", [("am0", "module")])
+    assert corpus.stats_path(root, entries) == root / "corpus_stats.json"
+    corpus.write_stats(root, manifest=entries)
+    assert not committed.exists() and json.loads((root / "corpus_stats.json").read_text())["totals"]["not_built"] == ["b"]
+    write_record(root, "b", [("bm0", "module")])
+    assert corpus.stats_path(root, entries) == committed
+    corpus.write_stats(root, manifest=entries)
+    assert json.loads(committed.read_text())["totals"]["unique_modules"] == 2

@@ -3,7 +3,7 @@
     clang-llm-data corpus build [--packages zlib gzip ...] [--jobs N] [--force]
     clang-llm-data corpus status                # what is built, per package
     clang-llm-data corpus split                 # add built packages to data/split.json
-    clang-llm-data corpus stats                 # rewrite data/corpus_stats.json
+    clang-llm-data corpus stats                 # rewrite data/corpus_stats.json (whole manifest built)
     python -m clang_llm.train.corpus build ...  # the same, without the other sub-commands
 
     from clang_llm.train import corpus
@@ -31,8 +31,9 @@ On disk, under clang_llm.train.data_root()/corpus/ (rebuildable, not committed):
     packages/<package>.json          one record per package: status, timings, modules
     logs/<package>.log               the package's configure + build output
 Committed, in clang_llm/train/data/: the manifest, corpus_stats.json (per
-package: status, build time, modules, IR instructions) and split.json (package
--> train / validation / test).
+package: status, build time, modules, IR instructions; written only by a corpus
+that holds every manifest package, a partial one keeps its statistics under its
+root) and split.json (package -> train / validation / test).
 
 A package whose record exists is skipped by ``build`` (the build is resumable)
 unless --force, or unless its manifest entry changed since it was built, or
@@ -687,9 +688,22 @@ def write_split(root: Path | None = None, path: Path | None = None, seed: int | 
     return doc
 
 
+def stats_path(root: Path | None = None, manifest: Mapping[str, Entry] | None = None,
+               recs: Mapping[str, dict] | None = None) -> Path:
+    """Where the statistics of this corpus go: the committed corpus_stats.json
+    describes a build of the whole manifest, so a corpus that lacks manifest
+    packages (a partial rebuild on a new machine) writes its own beside its
+    records instead of overwriting the committed figures with a part of them."""
+    recs = records(root) if recs is None else recs
+    if manifest is not None and set(manifest) - set(recs):
+        return layout(root).root / "corpus_stats.json"
+    return STATS
+
+
 def write_stats(root: Path | None = None, path: Path | None = None,
                 manifest: Mapping[str, Entry] | None = None) -> dict:
-    """corpus_stats.json: per package status, timings, modules and IR totals."""
+    """corpus_stats.json: per package status, timings, modules and IR totals
+    (at `path`, default stats_path())."""
     recs = records(root)
     per = {}
     unique: dict[str, dict] = {}
@@ -739,7 +753,7 @@ def write_stats(root: Path | None = None, path: Path | None = None,
         },
         "packages": per,
     }
-    _write_json(Path(path or STATS), doc)
+    _write_json(Path(path or stats_path(root, manifest, recs)), doc)
     return doc
 
 
@@ -878,8 +892,12 @@ def _cmd_split(args) -> int:
 
 
 def _cmd_stats(args) -> int:
-    doc = write_stats(manifest=load_manifest(args.manifest))
-    print(f"wrote {STATS}: {doc['totals']['unique_modules']} unique modules")
+    entries = load_manifest(args.manifest)
+    path = stats_path(manifest=entries)
+    doc = write_stats(path=path, manifest=entries)
+    print(f"wrote {path}: {doc['totals']['unique_modules']} unique modules"
+          + (f" ({len(doc['totals']['not_built'])} manifest packages not built here, so not {STATS})"
+             if doc["totals"]["not_built"] else ""))
     return 0
 
 
