@@ -241,3 +241,86 @@ def test_targets_are_log_ratios_to_oz():
     y = model.targets(text)
     assert y[0, 0] == 0 and y[0, 1] == pytest.approx(np.log(91 / 101)) and np.isnan(y[0, 2])
     assert y[1, 1] == 0 and y[1, 2] == pytest.approx(np.log(4.0))
+
+
+def _label_table(path: Path, modules: dict[str, str], rng) -> None:
+    """A label table for the shipped candidate set: modules {hash: split}."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {k: [] for k in ("module", "package", "split", "candidate", "text", "data", "ir_instructions", "error")}
+    for h, split in modules.items():
+        for c in pipelines.candidates():
+            for k, v in (("module", h), ("package", f"pkg-{split}"), ("split", split), ("candidate", c.name),
+                         ("text", int(rng.integers(80, 120))), ("data", 0), ("ir_instructions", 10), ("error", "")):
+                cols[k].append(v)
+    pq.write_table(pa.table(cols).replace_schema_metadata({"candidate_set": pipelines.set_hash()}), path)
+
+
+def test_feature_table_holds_the_runtime_vectors_and_feature_models_train_from_it(tmp_path):
+    """The committed feature table stands in for the corpus: its rows are what
+    the runtime computes for a feature-only model, a later write keeps rows the
+    corpus no longer has, and `train` of the feature-only variants needs no
+    bitcode at all."""
+    rng = np.random.default_rng(0)
+    mods = tmp_path / "modules"
+    mods.mkdir()
+    splits = {f"m{i:02d}": ("train" if i < 12 else "validation") for i in range(16)}
+    for i, h in enumerate(splits):
+        (mods / f"{h}.bc").write_text(SAMPLE.replace("ret i32", f"; {i}\n  ret i32"))
+    (mods / "m00.bc").write_text((Path(__file__).with_name("data") / "sample_g.ll").read_text())
+    labels_path = tmp_path / "labels.parquet"
+    _label_table(labels_path, splits, rng)
+    table = tmp_path / "features.parquet"
+    n, missing = model.write_feature_table(sorted(splits), mods, table, quiet=True)
+    assert n == 16 and missing == []
+    got = model.read_feature_table(table)
+    for h in splits:
+        text = model.module_ir(mods / f"{h}.bc")
+        assert np.array_equal(got[h], features.vector(text, 0.0))
+    # The Ranker feeds a feature-only model the same vector.
+    path = tmp_path / "model.onnx"
+    model.export(tiny(use_tokens=False), path, "", {})
+    assert np.array_equal(ranker.Ranker(str(path)).feeds(model.module_ir(mods / "m03.bc"))["features"], got["m03"])
+
+    # A module whose bitcode is gone keeps its row; one never seen is reported.
+    (mods / "m05.bc").unlink()
+    n, missing = model.write_feature_table(sorted(splits) + ["zz"], mods, table, quiet=True, old=got)
+    assert n == 16 and missing == ["zz"] and np.array_equal(model.read_feature_table(table)["m05"], got["m05"])
+
+    from clang_llm.train import cli
+
+    work = tmp_path / "work"
+    argv = ["train", "--labels", str(labels_path), "--modules", str(tmp_path / "none"), "--features", str(table),
+            "--variants", "best-fixed", "mlp", "--epochs", "1", "--work", str(work), "--report",
+            str(tmp_path / "report"), "--quiet"]
+    assert cli.main(argv) == 0
+    report = json.loads((work / "ablation.json").read_text())
+    assert report["modules"]["train"] == 12 and report["left_out_without_features"] == 0
+    assert ranker.Ranker(str(work / "model.onnx")).inputs == ["features"]
+
+    # Without the table and the bitcode: refused, or left out when asked.
+    other = tmp_path / "partial.parquet"
+    model.write_feature_table(sorted(splits)[:14], mods, other, quiet=True, old=got)
+    argv[argv.index(str(table))] = str(other)
+    with pytest.raises(SystemExit, match="2 of 16 labelled modules have no features"):
+        cli.main(argv)
+    assert cli.main(argv + ["--allow-missing"]) == 0
+    assert json.loads((work / "ablation.json").read_text())["left_out_without_features"] == 2
+
+
+def test_feature_table_of_another_feature_version_is_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    mods = tmp_path / "m"
+    mods.mkdir()
+    (mods / "a.bc").write_text(SAMPLE)
+    table = tmp_path / "f.parquet"
+    model.write_feature_table(["a"], mods, table, quiet=True)
+    t = pq.read_table(table)
+    meta = dict(t.schema.metadata)
+    meta[b"features"] = b"0/1"
+    pq.write_table(t.replace_schema_metadata(meta), table)
+    with pytest.raises(ValueError, match="computed for features '0/1'"):
+        model.read_feature_table(table)
+    assert model.read_feature_table(tmp_path / "absent.parquet") == {}

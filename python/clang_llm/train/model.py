@@ -71,6 +71,10 @@ class Labels:
     def rows(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.split) if s == split]
 
+    def subset(self, keep: list[int]) -> "Labels":
+        return Labels([self.modules[i] for i in keep], [self.package[i] for i in keep],
+                      [self.split[i] for i in keep], self.candidates, self.text[keep], self.source)
+
 
 def load_labels(path: Path | None) -> Labels:
     import numpy as np
@@ -221,6 +225,95 @@ def encode_all(lab: Labels, modules_dir: Path | None, tokenizer, tok_hash: str, 
         if (n + 1) % 500 == 0 or n + 1 == len(todo):
             _dump(cache, {"signature": sig, "modules": done})
     return done
+
+
+# --- the committed feature table --------------------------------------------------------
+
+FEATURE_TABLE = committed_dir() / "features.parquet"
+# Variants that read nothing of a module but its feature vector: they train from
+# the committed feature table, without the corpus.
+TOKEN_FREE = ("best-fixed", "lgbm", "mlp")
+
+
+def runtime_features(text: str):
+    """A module's feature vector as a model without token input gets it at run
+    time (clang_llm.ranker does not tokenise for such a model: covered = 0)."""
+    from .. import features
+
+    return features.vector(text, 0.0)
+
+
+def write_feature_table(hashes: list[str], modules_dir: Path | None, out: Path, quiet: bool,
+                        old: dict | None = None) -> tuple[int, list[str]]:
+    """The token-free feature vector of every module in `hashes` whose bitcode is
+    at hand (or that `old`, a table read before, already holds) as parquet: one row
+    per module, one float32 column per clang_llm.features name. Returns (rows,
+    hashes left out because neither had them)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    from .. import features, ir, ranker
+
+    rows, missing = {}, []
+    for h in tqdm(hashes, desc="features", disable=quiet, file=sys.stderr):
+        path = _module_path(modules_dir, h)
+        if path.is_file():
+            rows[h] = runtime_features(module_ir(path))
+        elif old and h in old:
+            rows[h] = old[h]
+        else:
+            missing.append(h)
+    order = sorted(rows)
+    mat = np.stack([rows[h] for h in order]) if order else np.zeros((0, len(features.NAMES)), np.float32)
+    cols = {"module": pa.array(order, pa.string())}
+    cols.update({name: pa.array(mat[:, j], pa.float32()) for j, name in enumerate(features.NAMES)})
+    meta = {"features": ranker.feature_signature(), "llvm": ir.LLVM_VERSION,
+            "command": "clang-llm-data " + " ".join(sys.argv[1:]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols).replace_schema_metadata(meta), out, compression="zstd")
+    return len(order), missing
+
+
+def read_feature_table(path: Path | None = None) -> dict:
+    """{module hash: float32 [F]} from a feature table, refusing one computed by
+    another feature version or LLVM (its vectors would not be what the runtime
+    computes); {} when there is no table."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from .. import features, ir, ranker
+
+    path = Path(path or FEATURE_TABLE)
+    if not path.is_file():
+        return {}
+    table = pq.read_table(path)
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    want = {"features": ranker.feature_signature(), "llvm": ir.LLVM_VERSION}
+    for key, value in want.items():
+        if meta.get(key) != value:
+            raise ValueError(f"feature table {path} was computed for {key} {meta.get(key, '(none)')!r}, this "
+                             f"clang-llm has {value!r}: rebuild it with `clang-llm-data features`")
+    cols = table.to_pydict()
+    mat = np.stack([np.asarray(cols[n], dtype=np.float32) for n in features.NAMES], axis=1)
+    return dict(zip(cols["module"], mat))
+
+
+def token_free_features(lab: Labels, modules_dir: Path | None, table: Path | None, quiet: bool):
+    """[M, F] runtime feature vectors of the labelled modules: from the feature
+    table, else from the module's bitcode; None for a module that has neither."""
+    from tqdm import tqdm
+
+    known = read_feature_table(table)
+    out = []
+    for h in tqdm(lab.modules, desc="features", disable=quiet, file=sys.stderr):
+        if h not in known:
+            path = _module_path(modules_dir, h)
+            known[h] = runtime_features(module_ir(path)) if path.is_file() else None
+        out.append(known[h])
+    return out
 
 
 def _dump(path: Path, obj) -> None:
@@ -650,6 +743,8 @@ def prepare(args) -> tuple[Labels, dict, int, str]:
         raise SystemExit("clang-llm-data train: the label table needs train and validation modules")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    if all(v in TOKEN_FREE for v in args.variants):
+        return prepare_token_free(lab, args)
     tok_path = work / "tokenizer.json"
     if tok_path.exists() and not args.retrain_tokenizer:
         tok, tok_hash = ir.load_tokenizer(str(tok_path))
@@ -673,6 +768,40 @@ def prepare(args) -> tuple[Labels, dict, int, str]:
     return lab, data, tok.get_vocab_size(), tok_hash
 
 
+def prepare_token_free(lab: Labels, args) -> tuple[Labels, dict, int, str]:
+    """The data for variants that see features only: from the committed feature
+    table (so they train on a fresh checkout, without the corpus), falling back to
+    the modules' bitcode. A labelled module with neither is an error, or with
+    --allow-missing is left out (and the report says how many were)."""
+    import numpy as np
+
+    vecs = token_free_features(lab, args.modules, args.features, args.quiet)
+    missing = [i for i, v in enumerate(vecs) if v is None]
+    if missing and not args.allow_missing:
+        raise SystemExit(f"clang-llm-data train: {len(missing)} of {len(lab.modules)} labelled modules have no "
+                         f"features (not in {args.features or FEATURE_TABLE}, no bitcode in the corpus): build "
+                         "the corpus and run `clang-llm-data features`, or pass --allow-missing")
+    if missing:
+        keep = [i for i, v in enumerate(vecs) if v is not None]
+        print(f"clang-llm-data train: leaving out {len(missing)} labelled modules without features", file=sys.stderr)
+        lab, vecs = lab.subset(keep), [vecs[i] for i in keep]
+    y = targets(lab.text)
+    m = len(lab.modules)
+    data = {
+        "enc": None,
+        # The torch variants' batches carry a token input the feature-only nets ignore.
+        "tokens": np.zeros((m, 1, 1), dtype=np.int32),
+        "n_chunks": np.ones(m, dtype=np.int64),
+        "longest": np.ones(m, dtype=np.int64),
+        "feats": np.stack(vecs).astype(np.float32),
+        "y": y,
+        "mask": (~np.isnan(y)).astype(np.float32),
+        "signature": "features-only",
+        "left_out": len(missing),
+    }
+    return lab, data, 0, ""
+
+
 def token_free(data: dict) -> dict:
     """The data as a model without token input sees it at run time: the ranker
     does not tokenise for such a model, so the "coverage" feature (the share of
@@ -683,6 +812,8 @@ def token_free(data: dict) -> dict:
 
     from .. import features
 
+    if data["enc"] is None:
+        return data  # prepared token-free already
     feats = data["feats"].copy()
     cov, inst = features.NAMES.index("coverage"), features.NAMES.index("instructions")
     feats[:, cov] = np.where(feats[:, inst] > 0, 0.0, 1.0)
@@ -709,8 +840,13 @@ def run(args) -> dict:
         "seed": args.seed,
         "variants": {},
     }
-    chunks = np.array([len(c) for c in data["enc"]])
-    report["chunks_per_module"] = {"mean": float(chunks.mean()), "at_cap": float((chunks == ir.MAX_CHUNKS).mean())}
+    if data["enc"] is not None:
+        chunks = np.array([len(c) for c in data["enc"]])
+        report["chunks_per_module"] = {"mean": float(chunks.mean()),
+                                       "at_cap": float((chunks == ir.MAX_CHUNKS).mean())}
+    else:
+        report["inputs"] = "features only (committed feature table, else the modules' bitcode)"
+        report["left_out_without_features"] = data["left_out"]
     # best-fixed: the candidate with the best training geomean, applied everywhere.
     y = data["y"]
     ranking, _, _ = fixed_ranking(lab)
@@ -768,10 +904,14 @@ def run(args) -> dict:
         if args.install:
             data_dir = Path(__file__).resolve().parents[1] / "data"
             shutil.copyfile(args.work / "model.onnx", data_dir / "model.onnx")
+            installed = "model.onnx"
             # A feature-only model needs no tokenizer, but shipping the one it was
-            # trained beside keeps the artifacts a pair.
-            shutil.copyfile(args.work / "tokenizer.json", data_dir / "tokenizer.json")
-            print(f"installed {data_dir / 'model.onnx'} ({ship}) and tokenizer.json", file=sys.stderr)
+            # trained beside keeps the artifacts a pair (a run that trained no
+            # token model has none, and leaves the shipped one).
+            if (args.work / "tokenizer.json").exists() and data["enc"] is not None:
+                shutil.copyfile(args.work / "tokenizer.json", data_dir / "tokenizer.json")
+                installed += " and tokenizer.json"
+            print(f"installed {installed} into {data_dir} ({ship})", file=sys.stderr)
     report["seconds"] = round(time.time() - t0, 1)
     report["command"] = "clang-llm-data " + " ".join(sys.argv[1:])
     (args.work / "ablation.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -836,11 +976,35 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_features(args) -> int:
+    lab = load_labels(args.labels)
+    out = args.out or FEATURE_TABLE
+    # Rows of the table already written stay for modules this corpus lacks, so a
+    # partly built corpus never shrinks the committed table.
+    old = read_feature_table(out) if out.is_file() else {}
+    n, missing = write_feature_table(lab.modules, args.modules, out, args.quiet, old)
+    print(f"wrote {out}: {n} of {len(lab.modules)} labelled modules"
+          + (f"; {len(missing)} have no bitcode here (build their packages: clang-llm-data corpus build)"
+             if missing else ""))
+    return 0
+
+
 def register(sub) -> None:
     from . import labels
 
+    f = sub.add_parser("features", help="the labelled modules' feature vectors as a table (committed), so "
+                                        "feature-only models train without the corpus")
+    labels.add_table_options(f)
+    f.add_argument("--out", type=Path, help=f"(default: {FEATURE_TABLE})")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=_cmd_features)
+
     p = sub.add_parser("train", help="train, compare and export the policy model (resumable)")
     labels.add_table_options(p)
+    p.add_argument("--features", type=Path, help="feature table for the feature-only variants "
+                                                 f"(default: {FEATURE_TABLE}; modules it lacks are read from --modules)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="feature-only variants: leave out labelled modules that have no features instead of failing")
     p.add_argument("--work", type=Path, default=data_root() / "model", help="checkpoints, caches, model.onnx")
     p.add_argument("--variants", nargs="+", default=["all"], help=f"any of {', '.join(VARIANTS)} (default all)")
     p.add_argument("--epochs", type=int, default=10, help="per torch variant (the best epochs came early: 1-5)")
