@@ -14,7 +14,7 @@ by a measurement report (bench/fixed_pipelines.py writes one).
 The file is tab-separated text rather than JSON because the plugin reads it in
 every compiler process, and importing json (with re) costs more than parsing
 this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
-provenance, retired), then a header row and one row per candidate:
+provenance, retired, verify_order), then a header row and one row per candidate:
 name, machine_outliner (0/1), validated (0/1), note, passes.
 """
 
@@ -108,8 +108,12 @@ def _load() -> tuple[dict, tuple[Candidate, ...]]:
     meta, cands = parse(_data("candidates.tsv"))
     if not cands or cands[0].name != "oz" or cands[0].passes != oz_pipeline():
         raise ValueError("candidates.tsv must start with clang's -Oz pipeline (data/oz.pipeline)")
-    if meta.get("best_fixed") not in {c.name for c in cands}:
+    names = {c.name for c in cands}
+    if meta.get("best_fixed") not in names:
         raise ValueError(f"candidates.tsv names an unknown best_fixed {meta.get('best_fixed')!r}")
+    unknown = [n for n in meta.get("verify_order", "").split() if n not in names or n == "oz"]
+    if unknown:
+        raise ValueError(f"candidates.tsv: verify_order names {' '.join(unknown)}, not a candidate other than oz")
     _memo["set"] = meta, cands
     return meta, cands
 
@@ -129,6 +133,16 @@ def by_name(name: str) -> Candidate:
 def best_fixed() -> Candidate:
     """The single fixed pipeline that measured smallest on our measurement set."""
     return by_name(_load()[0]["best_fixed"])
+
+
+def verify_order() -> list[Candidate]:
+    """The order verify mode measures candidates in for a back end that knows
+    nothing about the module (-Oz is measured besides): the header's
+    verify_order (chosen for coverage, see clang_llm.train.model.coverage_order),
+    then the rest; without one, best_fixed first, then file order."""
+    names = _load()[0].get("verify_order", "").split()
+    first = [by_name(n) for n in names] or [best_fixed()]
+    return first + [c for c in candidates() if c not in first and c.name != "oz"]
 
 
 def find(passes: str, machine_outliner: bool) -> Candidate | None:
@@ -157,21 +171,24 @@ def set_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def set_best_fixed(name: str, provenance: dict) -> Path:
-    """Rewrite candidates.tsv (the source tree's copy) with another default."""
+def set_best_fixed(name: str, provenance: dict, verify: list[str] | None = None) -> Path:
+    """Rewrite candidates.tsv (the source tree's copy) with another default and,
+    if given, another verify order (else the file's stays)."""
     from pathlib import Path
 
     meta, cands = _load()
-    if name not in {c.name for c in cands}:
-        raise KeyError(f"no candidate pipeline named {name!r}")
-    if not by_name(name).validated:
-        raise ValueError(f"{name} has not passed the validation gate")
+    for n in [name, *(verify or [])]:
+        if n not in {c.name for c in cands}:
+            raise KeyError(f"no candidate pipeline named {n!r}")
+        if not by_name(n).validated:
+            raise ValueError(f"{n} has not passed the validation gate")
     import json
 
     prov = json.loads(meta.get("provenance") or "{}")
     prov["best_fixed"] = provenance
     out = Path(__file__).with_name("data") / "candidates.tsv"
-    out.write_text(write(list(cands), name, prov, retired_names()))
+    order = verify if verify is not None else meta.get("verify_order", "").split()
+    out.write_text(write(list(cands), name, prov, retired_names(), order))
     _memo.clear()
     return out
 
@@ -212,13 +229,16 @@ def derived_candidates() -> list[Candidate]:
     return base + with_mo
 
 
-def write(cands: list[Candidate], best: str, provenance: dict, retired: set[str] = frozenset()) -> str:
+def write(cands: list[Candidate], best: str, provenance: dict, retired: set[str] = frozenset(),
+          verify: list[str] = ()) -> str:
     import json
 
     lines = [f"#format\t{FORMAT_VERSION}", "#llvm\t22.1", f"#best_fixed\t{best}",
              f"#provenance\t{json.dumps(provenance, sort_keys=True)}"]
     if retired:
         lines.append(f"#retired\t{' '.join(sorted(retired))}")
+    if verify:
+        lines.append(f"#verify_order\t{' '.join(verify)}")
     lines.append("\t".join(COLUMNS))
     for c in cands:
         if "\t" in c.note or "\n" in c.note or "\t" in c.passes:

@@ -65,9 +65,13 @@ def _oz(_module) -> list[pipelines.Candidate]:
     return [pipelines.by_name("oz")]
 
 
-def _best_fixed(_module) -> list[pipelines.Candidate]:
+def _best_fixed(_module) -> "Ranking":
     best = pipelines.best_fixed()
-    return [best, *(c for c in pipelines.candidates() if c != best)]
+    out = Ranking([best, *(c for c in pipelines.candidates() if c != best)])
+    # Verify mode measures several candidates, so it wants ones that win where
+    # the others lose (candidates.tsv's verify_order), not the next-best singles.
+    out.verify = pipelines.verify_order()
+    return out
 
 
 def _fixed(_module) -> list[pipelines.Candidate]:
@@ -120,9 +124,11 @@ def _from_file(path: str):
 
 
 class Ranking(list):
-    """Candidates best first, with what the back end predicted for each."""
+    """Candidates best first, with what the back end predicted for each, and the
+    order verify mode should measure them in where that is not the ranking."""
 
     predicted: dict | None = None
+    verify: list | None = None
 
 
 def _onnx(module) -> Ranking:
@@ -186,7 +192,7 @@ def _decide_verify(module, ranked, k: int) -> Decision:
     under -Oz (the measurement is the same code generator clang then runs).
     """
     oz = pipelines.by_name("oz")
-    trying = [oz] + [c for c in ranked if c.name != "oz"][:k]
+    trying = [oz] + [c for c in (getattr(ranked, "verify", None) or ranked) if c.name != "oz"][:k]
     measured, best, best_text = {}, oz, None
     for cand in trying:
         why = _usable(module, cand)

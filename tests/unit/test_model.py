@@ -66,6 +66,21 @@ def test_fixed_ranking_uses_training_modules_with_code_and_every_candidate():
     order, score, used = model.fixed_ranking(lab, ["oz", "y"])
     assert used == 3 and order == [2, 0] and set(score) == {"oz", "y"}
 
+def test_coverage_order_picks_what_wins_where_the_others_lose():
+    """b is the best single candidate and c nearly the same pipeline; d is worse
+    alone but wins exactly where b loses, so verify mode should measure b, d."""
+    text = np.array([[100.0, 90, 91, 100, 120], [100, 90, 91, 100, 120], [100, 110, 110, 85, 100],
+                     [100, 100, 100, 100, 100], [0, 0, 0, 0, 0]])
+    lab = model.Labels(list("vwxyz"), ["p"] * 5, ["train"] * 5, ["oz", "b", "c", "d", "e"], text)
+    order, after, used = model.coverage_order(lab)
+    assert used == 4 and [lab.candidates[j] for j in order[:2]] == ["b", "d"]
+    assert after[0] == pytest.approx((91 / 101) ** 0.5)  # targets() are log((t + 1) / (oz + 1)) and after == sorted(after, reverse=True)
+    assert [lab.candidates[j] for j in model.coverage_order(lab, ["c", "e"])[0]] == ["c", "e"]
+    text[2, 3] = np.nan  # a failed evaluation counts as -Oz: d no longer helps
+    assert [lab.candidates[j] for j in model.coverage_order(lab)[0][:1]] == ["b"]
+    assert model.coverage_order(lab)[1][1] == pytest.approx(after[0])
+
+
 @pytest.fixture(scope="module")
 def _exported_once(tmp_path_factory):
     out = tmp_path_factory.mktemp("model")

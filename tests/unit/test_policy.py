@@ -151,7 +151,39 @@ def test_trial_failure_falls_back(monkeypatch):
 # --- verify mode ----------------------------------------------------------------------
 
 def names(k):
-    return [c.name for c in policy._best_fixed(None) if c.name != "oz"][:k]
+    return [c.name for c in pipelines.verify_order()][:k]
+
+
+def test_verify_measures_the_verify_order_not_the_next_best_singles(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    monkeypatch.setenv("CLANG_LLM_VERIFY_K", "2")
+    m = FakeModule(sizes={"oz": 100})
+    policy.plugin_entry(m)
+    order = pipelines.verify_order()
+    assert sorted(m.measured) == sorted(["oz", order[0].name, order[1].name])
+    assert len(order) == len(pipelines.candidates()) - 1 and pipelines.by_name("oz") not in order
+
+
+def test_verify_order_header(monkeypatch):
+    meta, cands = pipelines._load()
+    best = pipelines.best_fixed().name
+    others = [c.name for c in cands if c.name not in ("oz", best)]
+
+    def load(text):
+        pipelines._memo.clear()
+        monkeypatch.setattr(pipelines, "_data", lambda name: text if name == "candidates.tsv" else real(name))
+        return pipelines.verify_order()
+
+    real = pipelines._data
+    try:
+        got = load(pipelines.write(list(cands), best, {}, verify=[others[1], others[0]]))
+        assert [c.name for c in got[:3]] == [others[1], others[0], best] and len(got) == len(cands) - 1
+        assert load(pipelines.write(list(cands), best, {}))[0].name == best  # no order: the default first
+        with pytest.raises(ValueError, match="verify_order names nope"):
+            load(pipelines.write(list(cands), best, {}, verify=["nope"]))
+    finally:
+        monkeypatch.undo()
+        pipelines._memo.clear()
 
 
 def test_verify_keeps_the_smallest(monkeypatch):

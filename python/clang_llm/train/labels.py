@@ -92,12 +92,14 @@ def _cmd_labels(args) -> int:
 
 def _cmd_best_fixed(args) -> int:
     """The default back end's pipeline: the validated candidate with the best
-    geomean .text ratio on the label table's training split."""
+    geomean .text ratio on the label table's training split; and the order its
+    verify mode measures candidates in (model.coverage_order)."""
     from .. import pipelines
-    from .model import fixed_ranking, load_labels
+    from .model import coverage_order, fixed_ranking, load_labels
 
     lab = load_labels(args.labels)
-    order, score, used = fixed_ranking(lab, [c.name for c in pipelines.candidates() if c.validated])
+    validated = [c.name for c in pipelines.candidates() if c.validated]
+    order, score, used = fixed_ranking(lab, validated)
     if not used:
         print("clang-llm-data best-fixed: no training modules with every candidate measured", file=sys.stderr)
         return 2
@@ -105,10 +107,16 @@ def _cmd_best_fixed(args) -> int:
         print(f"{lab.candidates[j]:36} {score[lab.candidates[j]]:.5f}")
     best = lab.candidates[order[0]]
     print(f"best fixed on {used} training modules: {best}")
+    verify, after, covered = coverage_order(lab, validated)
+    verify = [lab.candidates[j] for j in verify]
+    print(f"verify order on {covered} training modules (geomean of the smallest of -Oz and the first k): "
+          + ", ".join(f"{n} {r:.5f}" for n, r in list(zip(verify, after))[:8]) + ", ...")
     if args.write:
         out = pipelines.set_best_fixed(best, {
             "chosen_on": f"labels.parquet training split, {used} modules",
-            "geomean_ratio": round(score[best], 6), "command": "clang-llm-data best-fixed --write"})
+            "geomean_ratio": round(score[best], 6), "command": "clang-llm-data best-fixed --write",
+            "verify_order": {"chosen_on": f"labels.parquet training split, {covered} modules",
+                             "geomean_after": [round(r, 6) for r in after[:8]]}}, verify)
         print(f"wrote {out}")
     return 0
 

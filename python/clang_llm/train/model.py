@@ -127,6 +127,32 @@ def fixed_ranking(lab: Labels, only: list[str] | None = None) -> tuple[list[int]
     return order, score, int(use.sum())
 
 
+def coverage_order(lab: Labels, only: list[str] | None = None) -> tuple[list[int], list[float], int]:
+    """The order verify mode should measure candidates in when nothing is known
+    about the module: greedily, each next candidate is the one that most lowers
+    the training geomean of the smallest .text among -Oz (always measured) and
+    the candidates before it. Ranking by each candidate's own geomean instead
+    measures near-copies of one pipeline, which rarely win where it loses. A
+    failed evaluation counts as -Oz (the policy falls back). only: candidate
+    names to consider (default all). Returns (indices, -Oz left out; geomean
+    ratio after each; training modules used)."""
+    import numpy as np
+
+    left = [j for j, n in enumerate(lab.candidates) if j != 0 and (only is None or n in only)]
+    t = lab.text[lab.rows("train")]
+    t = t[t[:, 0] > 0]
+    gain = np.minimum(np.nan_to_num(targets(t), nan=0.0), 0.0)
+    best = np.zeros(len(t))
+    order, after = [], []
+    while left and len(t):
+        j = min(left, key=lambda c: (float(np.minimum(best, gain[:, c]).mean()), c))
+        best = np.minimum(best, gain[:, j])
+        order.append(j)
+        after.append(float(np.exp(best.mean())))
+        left.remove(j)
+    return order, after, len(t)
+
+
 # --- scoring -------------------------------------------------------------------------
 
 def choose_sizes(text, order, k: int = 1):
