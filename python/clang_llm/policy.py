@@ -55,6 +55,10 @@ class Decision:
         self.predicted: dict | None = None
 
 
+def verify_mode() -> bool:
+    return os.environ.get("CLANG_LLM_MODE", "") == "verify"
+
+
 def strict() -> bool:
     return os.environ.get("CLANG_LLM_STRICT", "") not in ("", "0")
 
@@ -133,16 +137,19 @@ class Ranking(list):
 
 def _onnx(module) -> Ranking:
     """The learned model (clang_llm.ranker): every candidate ranked by its
-    predicted .text relative to -Oz. A missing, corrupt or mismatched model is a
+    predicted .text relative to -Oz; in verify mode also the model's verify
+    order (ranker.verify_order). A missing, corrupt or mismatched model is a
     PolicyError (the usual fallback to -Oz, or an error under CLANG_LLM_STRICT)."""
     from . import ranker
 
     try:
-        ranked, predicted = ranker.get().rank(module.ir_text())
+        got = ranker.get().rank(module.ir_text(), verify=verify_mode())
     except ranker.ModelError as e:
         raise PolicyError(str(e)) from None
-    out = Ranking(ranked)
-    out.predicted = predicted
+    out = Ranking(got[0])
+    out.predicted = got[1]
+    if len(got) > 2:
+        out.verify = got[2]
     return out
 
 
@@ -217,7 +224,7 @@ def decide(module) -> Decision:
     ranked = _backend(name)(module)
     if not ranked:
         raise PolicyError(f"back end {name} returned no pipeline")
-    if os.environ.get("CLANG_LLM_MODE", "") == "verify":
+    if verify_mode():
         try:
             k = int(os.environ.get("CLANG_LLM_VERIFY_K", DEFAULT_VERIFY_K))
         except ValueError:
@@ -243,7 +250,7 @@ def preset_decision() -> str | None:
     validated candidate. Everything else (and any error) returns None, so the
     plugin asks plugin_entry() and the usual fallback and logging rules apply.
     """
-    if (os.environ.get("CLANG_LLM_MODE", "") == "verify" or os.environ.get("CLANG_LLM_LOG")
+    if (verify_mode() or os.environ.get("CLANG_LLM_LOG")
             or os.environ.get(CAPTURE_VAR) or backend_name() not in MODULE_INDEPENDENT):
         return None
     try:

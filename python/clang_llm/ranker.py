@@ -21,6 +21,15 @@ ModelError that says which field differs; the policy turns that into its usual
 fallback to clang's -Oz pipeline. The graph: inputs ``tokens`` int64 [C, L]
 (PAD_ID-padded chunks) and/or ``features`` float32 [F]; output ``log_ratio``
 float32 [K] in the order of clang_llm.candidates.
+
+A model may also carry its own errors: output ``residuals`` float32 [S, K], a
+constant (measured minus predicted log ratios of S training modules, each
+predicted by a model that did not train on its package). Verify mode measures
+several candidates, and the best set is not the k best predictions (those are
+near-copies that win and lose together): verify_order() picks, greedily, the
+candidates that most lower the expected smallest .text when the model's
+prediction is off the way it was off on real modules, jointly over candidates.
+A model without the output gets its predicted ranking.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ class Ranker:
         graph_inputs = sorted(i.name for i in self.session.get_inputs())
         if graph_inputs != sorted(self.inputs):
             raise ModelError(f"model {path} declares inputs {self.inputs} but its graph takes {graph_inputs}")
+        self.has_residuals = "residuals" in {o.name for o in self.session.get_outputs()}
         self.tokenizer = None
         if "tokens" in self.inputs:
             # encode_batch would otherwise start a thread pool of its own per
@@ -159,21 +169,71 @@ class Ranker:
             feed["features"] = features.vector(text, covered)
         return feed
 
-    def predict(self, text: str):
-        """log(text_c / text_oz) predicted for every candidate, as float32 [K]."""
-        out = self.session.run(["log_ratio"], self.feeds(text))[0]
+    def predict(self, text: str, residuals: bool = False):
+        """log(text_c / text_oz) predicted for every candidate, as float32 [K];
+        with residuals, also the model's residual pool ([S, K], or None)."""
+        want = ["log_ratio"] + (["residuals"] if residuals and self.has_residuals else [])
+        got = self.session.run(want, self.feeds(text))
+        out = got[0]
         if out.shape != (len(self.candidates),):
             raise ModelError(f"model {self.path} returned shape {out.shape}, expected ({len(self.candidates)},)")
-        return out
+        if not residuals:
+            return out
+        pool = got[1] if len(got) > 1 else None
+        if pool is not None and (pool.ndim != 2 or pool.shape[1] != len(self.candidates)):
+            raise ModelError(f"model {self.path} has residuals of shape {pool.shape}")
+        return out, pool
 
-    def rank(self, text: str):
-        """(candidates best first, {name: predicted text_c / text_oz})."""
+    def rank(self, text: str, verify: bool = False):
+        """(candidates best first, {name: predicted text_c / text_oz}); with
+        verify, also the order verify mode should measure them in."""
         import math
 
-        pred = self.predict(text)
+        pred, pool = self.predict(text, residuals=True) if verify else (self.predict(text), None)
         order = sorted(range(len(pred)), key=lambda i: (float(pred[i]), i))
         ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5) for i in order}
-        return [self.candidates[i] for i in order], ratios
+        ranked = [self.candidates[i] for i in order]
+        if not verify:
+            return ranked, ratios
+        return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool)]
+
+
+def verify_order(pred, pool) -> list[int]:
+    """Candidate indices (-Oz, index 0, left out: verify mode always measures it)
+    in the order verify mode should measure them: with a residual pool, the
+    greedy cover of pred + each pooled residual (what the sizes may really be);
+    without one, by prediction."""
+    import numpy as np
+
+    pred = np.asarray(pred, dtype=np.float64)
+    if pool is None or not len(pool):
+        return [int(i) for i in np.argsort(pred, kind="stable") if i != 0]
+    gains = np.minimum(pred[None, :] + pool, 0.0)
+    gains[:, 0] = 0.0
+    return greedy_cover(gains, range(1, len(pred)))[0]
+
+
+def greedy_cover(gains, considered) -> tuple[list[int], list[float]]:
+    """Greedy set cover over scenarios: gains [S, K] are log(text / text_oz)
+    clipped at 0 (a candidate never does worse than the -Oz that verify mode
+    measures beside it). Each step takes the candidate that most lowers the mean
+    over scenarios of the best gain so far (ties: the lower index). Returns
+    (candidate indices, geomean ratio after each step). Training's static verify
+    order (clang_llm.train.model.coverage_order) is the same cover over real
+    modules."""
+    import numpy as np
+
+    left = list(considered)
+    best = np.zeros(gains.shape[0])
+    order, after = [], []
+    while left and gains.shape[0]:
+        means = np.minimum(best[:, None], gains[:, left]).mean(axis=0)
+        i = int(np.argmin(means))  # first minimum: the lower index among ties
+        j = left.pop(i)
+        best = np.minimum(best, gains[:, j])
+        order.append(j)
+        after.append(float(np.exp(best.mean())))
+    return order, after
 
 
 _cache: dict[str, Ranker | ModelError] = {}

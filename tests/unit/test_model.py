@@ -225,6 +225,33 @@ def test_policy_onnx_back_end_ranks_and_logs(exported, monkeypatch, tmp_path):
     assert "onnx" not in policy.MODULE_INDEPENDENT and policy.preset_decision() is None
 
 
+def test_policy_onnx_verify_measures_the_models_verify_order(tmp_path, monkeypatch):
+    """A model with a residual pool hands verify mode its residual cover, which
+    here differs from the k best predictions."""
+    net = tiny(use_tokens=False)
+    feats = torch.as_tensor(features.vector(SAMPLE, 0.0))[None]
+    with torch.no_grad():
+        pred = net(torch.zeros(1, 1, 1, dtype=torch.int64), torch.ones(1, 1), feats)[0].numpy() / model.SCALE
+    by_pred = [int(j) for j in np.argsort(pred, kind="stable") if j != 0]
+    # Every pooled module saw the two best-predicted candidates do nothing and
+    # the worst-predicted one save 30%.
+    pool = np.zeros((4, K), dtype=np.float32)
+    pool[:, by_pred[0]] = pool[:, by_pred[1]] = 1.0
+    pool[:, by_pred[-1]] = -0.3 - pred[by_pred[-1]]
+    path = tmp_path / "model.onnx"
+    model.export(net, path, "", {}, pool)
+    monkeypatch.setenv("CLANG_LLM_POLICY", "onnx")
+    monkeypatch.setenv("CLANG_LLM_MODEL", str(path))
+    monkeypatch.setenv("CLANG_LLM_STRICT", "1")
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    monkeypatch.setenv("CLANG_LLM_VERIFY_K", "1")
+    m = IRModule()
+    measured = []
+    m.measure = lambda passes, machine_outliner=False: measured.append(passes) or {"text": 10, "data": 0}
+    policy.plugin_entry(m)
+    assert measured == [pipelines.oz_pipeline(), pipelines.candidates()[by_pred[-1]].passes]
+
+
 def test_policy_falls_back_on_a_corrupt_model(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not a model")
@@ -266,7 +293,7 @@ def _label_table(path: Path, modules: dict[str, str], rng) -> None:
     cols = {k: [] for k in ("module", "package", "split", "candidate", "text", "data", "ir_instructions", "error")}
     for h, split in modules.items():
         for c in pipelines.candidates():
-            for k, v in (("module", h), ("package", f"pkg-{split}"), ("split", split), ("candidate", c.name),
+            for k, v in (("module", h), ("package", f"pkg-{split}-{h[-1]}"), ("split", split), ("candidate", c.name),
                          ("text", int(rng.integers(80, 120))), ("data", 0), ("ir_instructions", 10), ("error", "")):
                 cols[k].append(v)
     pq.write_table(pa.table(cols).replace_schema_metadata({"candidate_set": pipelines.set_hash()}), path)
@@ -312,7 +339,16 @@ def test_feature_table_holds_the_runtime_vectors_and_feature_models_train_from_i
     assert cli.main(argv) == 0
     report = json.loads((work / "ablation.json").read_text())
     assert report["modules"]["train"] == 12 and report["left_out_without_features"] == 0
-    assert ranker.Ranker(str(work / "model.onnx")).inputs == ["features"]
+    shipped = ranker.Ranker(str(work / "model.onnx"))
+    assert shipped.inputs == ["features"] and shipped.has_residuals
+    # The residual pool: the 12 training modules (of 10 packages: m00-m09 each its
+    # own, m10/m11 share m0/m1's last digit), each predicted out of its fold.
+    ranked, _, verify = shipped.rank(SAMPLE, verify=True)
+    pred, pool = shipped.predict(SAMPLE, residuals=True)
+    assert pool.shape == (12, K) and not pool[:, 0].any()
+    assert [c.name for c in verify] == [shipped.candidates[j].name for j in ranker.verify_order(pred, pool)]
+    assert sorted(c.name for c in verify) == sorted(c.name for c in pipelines.candidates() if c.name != "oz")
+    assert "k8" in report["variants"]["mlp"]["val_verify"] and "train_out_of_fold" in report["variants"]["mlp"]
 
     # Without the table and the bitcode: refused, or left out when asked.
     other = tmp_path / "partial.parquet"
@@ -339,3 +375,14 @@ def test_feature_table_of_another_feature_version_is_refused(tmp_path):
     with pytest.raises(ValueError, match="computed for features '0/1'"):
         model.read_feature_table(table)
     assert model.read_feature_table(tmp_path / "absent.parquet") == {}
+
+
+def test_verify_order_covers_what_the_predictions_get_wrong():
+    """Candidates 1 and 2 are predicted best but win and lose together in the
+    pool; 3 is predicted worse and wins where they lose: measure 1, then 3."""
+    pred = np.array([0.0, -0.05, -0.049, -0.01])
+    pool = np.array([[0, 0.0, 0.0, 0.0], [0, 0.1, 0.1, -0.05], [0, 0.0, 0.0, 0.02], [0, 0.1, 0.1, 0.0]])
+    assert ranker.verify_order(pred, pool) == [1, 3, 2]
+    assert ranker.verify_order(pred, None) == [1, 2, 3]          # no pool: by prediction
+    order, after = ranker.greedy_cover(np.minimum(pred + pool, 0.0), [1, 2, 3])
+    assert order == [1, 3, 2] and after[1] < after[0] and after[2] == after[1]
