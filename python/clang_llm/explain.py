@@ -78,7 +78,7 @@ def explain(path: str, flags: list[str], ranker, top: int, measure: bool) -> dic
     from . import _core
 
     mod = _core.LoadedModule(_module(path, flags), path)
-    ranked, predicted = ranker.rank(mod.ir_text())
+    ranked, predicted, verify = ranker.rank(mod.ir_text(), verify=True)
     shown = ranked[: 1 + top]
     report = {
         "file": path,
@@ -86,6 +86,8 @@ def explain(path: str, flags: list[str], ranker, top: int, measure: bool) -> dic
         "ir_instructions": mod.instruction_count(),
         "chosen": ranked[0].name,
         "candidates": [{"name": c.name, "predicted_ratio": predicted[c.name]} for c in shown],
+        # What -Oz-llm=verify measures besides -Oz (CLANG_LLM_VERIFY_K of them).
+        "verify_order": [c.name for c in verify[: max(top, 4)]],
     }
     if "oz" not in {c.name for c in shown}:
         report["oz_rank"] = 1 + [c.name for c in ranked].index("oz")
@@ -120,6 +122,7 @@ def _print(rep: dict) -> None:
         print(line)
     if "oz_rank" in rep:
         print(f"  (-Oz itself ranks {rep['oz_rank']})")
+    print(f"  verify mode measures -Oz and, in this order: {', '.join(rep['verify_order'])}")
 
 
 def main(args: list[str]) -> int:

@@ -109,5 +109,44 @@ def test_explain_shows_choice_and_measures(tiny_model, tmp_path, clang):
     assert rep["oz_text"] > 0 and all(c["text"] > 0 for c in rep["candidates"])
     if any(c["name"] == "oz" for c in rep["candidates"]):
         assert next(c for c in rep["candidates"] if c["name"] == "oz")["text"] == rep["oz_text"]
+    assert len(rep["verify_order"]) == 4 and "oz" not in rep["verify_order"]
     human = run([BIN / "clang-llm", "explain", src], env=clean_env(CLANG_LLM_MODEL=tiny_model)).stdout.decode()
-    assert "chosen" in human and "predicted" in human
+    assert "chosen" in human and "predicted" in human and "verify mode measures -Oz and" in human
+
+
+def test_verify_mode_measures_the_models_verify_order(tmp_path, clang):
+    """-Oz-llm=verify under a model with a residual pool measures -Oz and the
+    first k of the model's residual cover, keeps the smallest, and the object is
+    that candidate's."""
+    import numpy as np
+
+    from clang_llm import _core, ranker
+
+    torch.manual_seed(2)
+    k = len(pipelines.candidates())
+    cfg = model.NetConfig(vocab=10, features=len(features.NAMES), outputs=k, use_tokens=False, hidden=16)
+    net = model.build_net(cfg, [0.0] * len(features.NAMES), [1.0] * len(features.NAMES)).eval()
+    pool = np.random.default_rng(0).normal(0, 0.05, (64, k)).astype(np.float32)
+    pool[:, 0] = 0
+    path = tmp_path / "model.onnx"
+    model.export(net, path, "", {}, pool)
+    src = tmp_path / "items.c"
+    src.write_text(SOURCE)
+    log = tmp_path / "log.jsonl"
+    obj = tmp_path / "items.o"
+    run([BIN / "clang-llm", "-Oz-llm=verify", "-c", src, "-o", obj],
+        env=clean_env(CLANG_LLM_POLICY="onnx", CLANG_LLM_MODEL=path, CLANG_LLM_STRICT=1, CLANG_LLM_LOG=log,
+                      CLANG_LLM_VERIFY_K=3))
+    (e,) = [json.loads(line) for line in log.read_text().splitlines()]
+    bc = tmp_path / "items.bc"
+    run([clang, "-Oz", "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-c", src, "-o", bc])
+    text = _core.LoadedModule(bc.read_bytes(), "items.bc").ir_text()
+    r = ranker.Ranker(str(path))
+    _ranked, _pred, verify = r.rank(text, verify=True)
+    assert set(e["measured"]) == {"oz", *(c.name for c in verify[:3])}
+    sizes = {n: m["text"] for n, m in e["measured"].items()}
+    assert sizes[e["pipeline"]] == min(sizes.values())
+    ref = tmp_path / "ref.o"
+    run([BIN / "clang-llm", "-Oz-llm", "-c", src, "-o", ref],
+        env=clean_env(CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE=e["pipeline"], CLANG_LLM_STRICT=1))
+    assert obj.read_bytes() == ref.read_bytes()
