@@ -59,13 +59,27 @@ class Config:
     cc: str
     cflags: str
     uses_plugin: bool
+    env: tuple[tuple[str, str], ...] = ()  # CLANG_LLM_* settings of this configuration
+
+    @property
+    def label(self) -> str:
+        return " ".join([*(f"{k}={v}" for k, v in self.env), self.cc, self.cflags])
+
+    @property
+    def needs_model(self) -> bool:
+        return ("CLANG_LLM_POLICY", "onnx") in self.env
 
 
 CONFIGS = {
     "oz": Config("oz", "clang-22", "-Oz", False),
     "llm": Config("llm", "clang-llm", "-Oz-llm", True),
     "verify": Config("verify", "clang-llm", "-Oz-llm=verify", True),
+    # The learned policy (not the default): what its Python + onnxruntime start
+    # costs per compiler process, and what its verify order buys.
+    "onnx": Config("onnx", "clang-llm", "-Oz-llm", True, (("CLANG_LLM_POLICY", "onnx"),)),
+    "verify-onnx": Config("verify-onnx", "clang-llm", "-Oz-llm=verify", True, (("CLANG_LLM_POLICY", "onnx"),)),
 }
+DEFAULT_CONFIGS = ("oz", "llm", "verify")
 BASELINE = "oz"
 TIMES = ("wall_s", "configure_s", "build_s", "cpu_s", "configure_cpu_s", "build_cpu_s")
 
@@ -162,9 +176,10 @@ def machine_info() -> dict:
     }
 
 
-def install_wheel(where: Path) -> Path:
-    """Build a wheel of this checkout and install it (without dependencies: the
-    default back end needs none) into a fresh venv; returns that venv's bin.
+def install_wheel(where: Path, deps: bool = False) -> Path:
+    """Build a wheel of this checkout and install it (without dependencies unless
+    asked: the default back end needs none, the onnx one numpy and onnxruntime)
+    into a fresh venv; returns that venv's bin.
 
     This is what `pip install .` gives a user: byte-compiled modules and pip's
     script wrappers. The development venv's editable install is slower to start
@@ -179,8 +194,8 @@ def install_wheel(where: Path) -> Path:
         raise SystemExit(f"no wheel appeared in {dist}")
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheels[-1])],
-                   check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *([] if deps else ["--no-deps"]),
+                    str(wheels[-1])], check=True)
     return venv / "bin"
 
 
@@ -189,7 +204,7 @@ def install_wheel(where: Path) -> Path:
 def one_build(package: str, cfg: Config, rep: int, work: Path, jobs: int, run_tests: bool,
               keep: bool, log_decisions: bool) -> dict:
     tree = debsrc.prepare(package, work / f"rep{rep}-{cfg.name}")
-    env = base_env()
+    env = {**base_env(), **dict(cfg.env)}
     decisions = work / f"rep{rep}-{cfg.name}.jsonl"
     if cfg.uses_plugin and log_decisions:
         env["CLANG_LLM_LOG"] = str(decisions)
@@ -225,7 +240,7 @@ def run_builds(package: str, configs: list[Config], reps: int, work: Path, jobs:
         # Rotate, so each configuration takes each position once every len(configs) reps.
         order = configs[rep % len(configs):] + configs[:rep % len(configs)]
         for cfg in order:
-            log(f"build {len(rows) + 1}/{total}: {package} rep {rep + 1} {cfg.name} ({cfg.cc} {cfg.cflags})")
+            log(f"build {len(rows) + 1}/{total}: {package} rep {rep + 1} {cfg.name} ({cfg.label})")
             row = one_build(package, cfg, rep, work, jobs, run_tests=(rep == 0), keep=keep,
                             log_decisions=log_decisions)
             extra = f", tests {'ok' if row['tests_ok'] else 'FAILED'}" if "tests_ok" in row else ""
@@ -381,7 +396,7 @@ def markdown(report: dict) -> str:
                 conf += f" ({fmt_ratio(e['ratio_of_medians']['configure_s'])})"
                 mk += f" ({fmt_ratio(e['ratio_of_medians']['build_s'])})"
             tests = ("pass" if e["tests_ok"] else "FAIL") + f" ({e['tests_s']:.0f} s)" if "tests_ok" in e else "-"
-            lines.append(f"| {CONFIGS[name].cc} {CONFIGS[name].cflags} | {w['median']:.1f} | {w['mean']:.1f} | "
+            lines.append(f"| {CONFIGS[name].label} | {w['median']:.1f} | {w['mean']:.1f} | "
                          f"{w['min']:.1f} | {w['max']:.1f} | {r_txt} | {paired} | {conf} | {mk} | {tests} |")
         lines += ["", "## CPU time of the build (user + system, all processes)", "",
                   "Less sensitive than wall time to other work on the machine.", "",
@@ -394,7 +409,7 @@ def markdown(report: dict) -> str:
                      fmt_ratio(rat["cpu_s"], 3) if rat else "1 (baseline)",
                      f"{e['configure_cpu_s']['median']:.1f}" + (f" ({fmt_ratio(rat['configure_cpu_s'])})" if rat else ""),
                      f"{e['build_cpu_s']['median']:.1f}" + (f" ({fmt_ratio(rat['build_cpu_s'])})" if rat else "")]
-            lines.append(f"| {CONFIGS[name].cc} {CONFIGS[name].cflags} | " + " | ".join(cells) + " |")
+            lines.append(f"| {CONFIGS[name].label} | " + " | ".join(cells) + " |")
         if "llm" in b and "wall_ratio" in b["llm"]:
             r = b["llm"]["wall_ratio"]["of_medians"]
             rc = b["llm"]["ratio_of_medians"]["cpu_s"]
@@ -410,7 +425,7 @@ def markdown(report: dict) -> str:
             sl = f"{e['objects_smaller']} / {e['objects_larger']}" if "objects_smaller" in e else "-"
             pipes = ", ".join(f"{k}: {v}" for k, v in e.get("pipelines", {}).items()) or "-"
             policy = f"{e['policy_s']:.1f}" if "policy_s" in e else "-"
-            lines.append(f"| {CONFIGS[name].cc} {CONFIGS[name].cflags} | {e['objects']} | {e['text_total']} | {vs} "
+            lines.append(f"| {CONFIGS[name].label} | {e['objects']} | {e['text_total']} | {vs} "
                          f"| {sl} | {'yes' if e['text_deterministic'] else 'NO'} | {e.get('modules', '-')} "
                          f"| {pipes} | {e.get('fallbacks', '-')} | {policy} |")
         per = report.get("text_per_object", {})
@@ -451,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--package", default="xz-utils", choices=sorted(debsrc.RECIPES),
                     help="Debian source package to build (default: xz-utils)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per configuration (default 3)")
-    ap.add_argument("--configs", default=",".join(CONFIGS),
-                    help=f"comma-separated subset of {','.join(CONFIGS)} (default: all)")
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                    help=f"comma-separated subset of {','.join(CONFIGS)} (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
     ap.add_argument("--passthrough-reps", type=int, default=100,
                     help="alternating call pairs for the pass-through measurement (default 100; 0 skips it)")
@@ -481,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     install_dir = None
     if args.install == "wheel":
         install_dir = Path(tempfile.mkdtemp(prefix="clang-llm-bench-install-"))
-        BIN = install_wheel(install_dir)
+        BIN = install_wheel(install_dir, deps=any(c.needs_model for c in configs))
 
     report = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),

@@ -677,12 +677,13 @@ def residual_pool(fit_predict, data: dict, lab: Labels, seed: int, quiet: bool):
 
 
 def verify_orders(pred, pool):
-    """Per module, the order verify mode measures candidates in (ranker.verify_order)."""
+    """Per module, the order verify mode measures candidates in (ranker.verify_order),
+    for choose_sizes(..., k): -Oz, which verify mode measures besides them, last."""
     import numpy as np
 
     from .. import ranker
 
-    return np.array([[0] + ranker.verify_order(p, pool) for p in pred])
+    return np.array([ranker.verify_order(p, pool) + [0] for p in pred])
 
 
 def fit_lgbm(data: dict, lab: Labels, seed: int):
@@ -949,7 +950,8 @@ def run(args) -> dict:
     oracle = np.argsort(np.nan_to_num(text, nan=math.inf), axis=1, kind="stable")
     report["best_fixed"] = lab.candidates[best_j]
     report["oracle_val"] = score(text[val], choose_sizes(text[val], oracle[val]))
-    cover = [0] + coverage_order(lab)[0]
+    # -Oz last: verify mode measures it besides the k.
+    cover = coverage_order(lab)[0]
     cover_order = np.tile(cover + [j for j in range(len(lab.candidates)) if j not in cover], (len(val), 1))
     report["variants"]["best-fixed"] = {
         "val": score(text[val], choose_sizes(text[val], fixed_order[val])),
