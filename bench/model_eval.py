@@ -73,6 +73,12 @@ def main(argv=None) -> int:
     r = ranker.get(args.model)
     lab = M.load_labels(args.labels)
     rows = lab.rows(args.split)
+    # A module whose bitcode this corpus lacks (its package built differently
+    # here) cannot be run through the ranker; say how many.
+    missing = [i for i in rows if not M._module_path(args.modules, lab.modules[i]).is_file()]
+    rows = [i for i in rows if i not in set(missing)]
+    if missing:
+        print(f"model_eval: {len(missing)} {args.split} modules have no bitcode here; left out", file=sys.stderr)
     if not rows:
         print(f"model_eval: no {args.split} modules in {lab.source}", file=sys.stderr)
         return 2
@@ -116,6 +122,7 @@ def main(argv=None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/model_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "labels": lab.source, "split": args.split, "modules": len(rows), "packages": len(set(packages)),
+        "left_out_without_bitcode": len(missing),
         "model": r.path, "model_meta": {k: v for k, v in r.meta.items() if k not in ("candidates",)},
         "prediction_mae_log_ratio": float(np.abs(pred - y[rows])[known].mean()),
         "top1_is_oracle": float(np.mean([text[n, order[n, 0]] == np.nanmin(text[n]) for n in range(len(rows))])),
@@ -128,7 +135,8 @@ def main(argv=None) -> int:
 
     md = [
         f"# Model evaluation ({args.split} split, held out)", "",
-        f"{len(rows)} modules from {len(set(packages))} packages of `{lab.source}`; model `{r.path}` "
+        f"{len(rows)} modules from {len(set(packages))} packages of `{lab.source}`"
+        + (f" ({len(missing)} without bitcode in this corpus left out)" if missing else "") + f"; model `{r.path}` "
         f"(variant {r.meta.get('variant', '?')}, inputs {r.meta.get('inputs')}). Sizes are .text bytes "
         "measured with clang -Oz's code generator; ratios are policy / -Oz (lower is better).", "",
         "## Per module", "",
