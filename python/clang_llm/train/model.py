@@ -953,9 +953,16 @@ def run(args) -> dict:
     # -Oz last: verify mode measures it besides the k.
     cover = coverage_order(lab)[0]
     cover_order = np.tile(cover + [j for j in range(len(lab.candidates)) if j not in cover], (len(val), 1))
+    # Out of fold like the models: each held-out package gets the best fixed
+    # pipeline of the other training packages.
+    oof_fixed = np.zeros(len(text), dtype=np.int64)
+    for flab in package_folds(lab, RESIDUAL_FOLDS, args.seed):
+        if flab.rows("held-out") and flab.rows("train"):
+            oof_fixed[flab.rows("held-out")] = fixed_ranking(flab)[0][0]
     report["variants"]["best-fixed"] = {
         "val": score(text[val], choose_sizes(text[val], fixed_order[val])),
-        "val_verify": {f"k{k}": score(text[val], choose_sizes(text[val], cover_order, k)) for k in (2, 4, 8)}}
+        "val_verify": {f"k{k}": score(text[val], choose_sizes(text[val], cover_order, k)) for k in (2, 4, 8)},
+        "train_out_of_fold": score(text[train], text[train, oof_fixed[train]])}
     from .. import pipelines
 
     shipped_j = lab.candidates.index(pipelines.best_fixed().name)
