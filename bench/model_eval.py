@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from clang_llm import _core, pipelines, policy, ranker
+    from clang_llm import _core, pipelines, ranker
     from clang_llm.train import model as M
 
     r = ranker.get(args.model)
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     shipped_best = lab.candidates.index(pipelines.best_fixed().name)
 
     # The order the best-fixed back end hands verify mode (candidates.tsv's verify_order).
-    static = np.tile([lab.candidates.index(c.name) for c in policy._best_fixed(None).verify], (len(rows), 1))
+    static = np.tile([lab.candidates.index(c.name) for c in pipelines.verify_order()], (len(rows), 1))
 
     def fixed(j):
         return np.tile(np.array([j] + [k for k in range(len(lab.candidates)) if k != j]), (len(rows), 1))
