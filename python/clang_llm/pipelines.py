@@ -142,7 +142,9 @@ def verify_order() -> list[Candidate]:
     then the rest; without one, best_fixed first, then file order."""
     names = _load()[0].get("verify_order", "").split()
     first = [by_name(n) for n in names] or [best_fixed()]
-    return first + [c for c in candidates() if c not in first and c.name != "oz"]
+    # Verify mode keeps what it measured smallest, so it must only ever measure
+    # candidates that passed the gate (and were not excluded since).
+    return [c for c in first + [c for c in candidates() if c not in first and c.name != "oz"] if c.validated]
 
 
 def find(passes: str, machine_outliner: bool) -> Candidate | None:

@@ -71,7 +71,7 @@ def _oz(_module) -> list[pipelines.Candidate]:
 
 def _best_fixed(_module) -> "Ranking":
     best = pipelines.best_fixed()
-    out = Ranking([best, *(c for c in pipelines.candidates() if c != best)])
+    out = Ranking([best, *(c for c in pipelines.candidates() if c != best and c.validated)])
     # Verify mode measures several candidates, so it wants ones that win where
     # the others lose (candidates.tsv's verify_order), not the next-best singles.
     # Only then: the driver asks this back end for its preset on every compile.
@@ -148,10 +148,12 @@ def _onnx(module) -> Ranking:
         got = ranker.get().rank(module.ir_text(), verify=verify_mode())
     except ranker.ModelError as e:
         raise PolicyError(str(e)) from None
-    out = Ranking(got[0])
+    # The model ranks every candidate it was trained on; one that is no longer
+    # validated (excluded after a miscompile was found) must never be chosen.
+    out = Ranking(c for c in got[0] if c.validated)
     out.predicted = got[1]
     if len(got) > 2:
-        out.verify = got[2]
+        out.verify = [c for c in got[2] if c.validated]
     return out
 
 

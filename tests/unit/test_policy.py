@@ -161,13 +161,36 @@ def test_verify_measures_the_verify_order_not_the_next_best_singles(monkeypatch)
     policy.plugin_entry(m)
     order = pipelines.verify_order()
     assert sorted(m.measured) == sorted(["oz", order[0].name, order[1].name])
-    assert len(order) == len(pipelines.candidates()) - 1 and pipelines.by_name("oz") not in order
+    assert len(order) == sum(c.validated for c in pipelines.candidates()) - 1 and pipelines.by_name("oz") not in order
+
+
+def test_an_excluded_candidate_is_never_ranked_or_measured(monkeypatch):
+    """A candidate marked unvalidated after it was found to miscompile (s19+mo:
+    zlib) stays in the file, so label tables and models keep their shape, but
+    no ranking back end may choose or measure it."""
+    excluded = [c for c in pipelines.candidates() if not c.validated]
+    assert [c.name for c in excluded] == ["s19+mo"]
+    assert excluded[0] not in policy._best_fixed(None) and excluded[0] not in pipelines.verify_order()
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    assert excluded[0] not in policy._best_fixed(None).verify
+
+    from clang_llm import ranker
+
+    class Everything:
+        def rank(self, text, verify=False):  # ranks the excluded one first
+            order = [excluded[0], *(c for c in pipelines.candidates() if c != excluded[0])]
+            return order, {}, order[1:] + order[:1]
+
+    monkeypatch.setattr(ranker, "get", lambda: Everything())
+    monkeypatch.setattr(FakeModule, "ir_text", lambda self: "", raising=False)
+    got = policy._onnx(FakeModule())
+    assert excluded[0] not in got and excluded[0] not in got.verify and len(got) == len(pipelines.candidates()) - 1
 
 
 def test_verify_order_header(monkeypatch):
     meta, cands = pipelines._load()
     best = pipelines.best_fixed().name
-    others = [c.name for c in cands if c.name not in ("oz", best)]
+    others = [c.name for c in cands if c.name not in ("oz", best) and c.validated]
 
     def load(text):
         pipelines._memo.clear()
@@ -177,7 +200,7 @@ def test_verify_order_header(monkeypatch):
     real = pipelines._data
     try:
         got = load(pipelines.write(list(cands), best, {}, verify=[others[1], others[0]]))
-        assert [c.name for c in got[:3]] == [others[1], others[0], best] and len(got) == len(cands) - 1
+        assert [c.name for c in got[:3]] == [others[1], others[0], best] and len(got) == sum(c.validated for c in cands) - 1
         assert load(pipelines.write(list(cands), best, {}))[0].name == best  # no order: the default first
         with pytest.raises(ValueError, match="verify_order names nope"):
             load(pipelines.write(list(cands), best, {}, verify=["nope"]))

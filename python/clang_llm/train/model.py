@@ -190,7 +190,21 @@ def order_from_predictions(pred):
     import numpy as np
 
     # Stable sort: ties keep candidate order, so -Oz (index 0) wins a tie.
-    return np.argsort(pred, axis=1, kind="stable")
+    return usable_first(np.argsort(pred, axis=1, kind="stable"))
+
+
+def usable_first(order):
+    """Orders (candidate indices per module) with candidates that are not
+    validated (excluded after the labels were made) moved last, where no top-k
+    reaches them: the policy never chooses or measures them either."""
+    import numpy as np
+
+    from .. import pipelines
+
+    bad = {j for j, c in enumerate(pipelines.candidates()) if not c.validated}
+    if not bad:
+        return order
+    return np.array([[j for j in row if j not in bad] + [j for j in row if j in bad] for row in order])
 
 
 # --- encoding ------------------------------------------------------------------------
@@ -683,7 +697,7 @@ def verify_orders(pred, pool):
 
     from .. import ranker
 
-    return np.array([ranker.verify_order(p, pool) + [0] for p in pred])
+    return usable_first(np.array([ranker.verify_order(p, pool) + [0] for p in pred]))
 
 
 def fit_lgbm(data: dict, lab: Labels, seed: int):
@@ -941,29 +955,33 @@ def run(args) -> dict:
     else:
         report["inputs"] = "features only (committed feature table, else the modules' bitcode)"
         report["left_out_without_features"] = data["left_out"]
+    from .. import pipelines
+
+    # Only what the policy may choose: candidates excluded after the labels were
+    # made stay in the table but are never ranked.
+    usable = [c.name for c in pipelines.candidates() if c.validated]
     # best-fixed: the candidate with the best training geomean, applied everywhere.
     y = data["y"]
-    ranking, _, _ = fixed_ranking(lab)
+    ranking, _, _ = fixed_ranking(lab, usable)
     best_j = ranking[0]
     rest = [j for j in range(len(lab.candidates)) if j not in ranking]
     fixed_order = np.tile(ranking + rest, (len(text), 1))
-    oracle = np.argsort(np.nan_to_num(text, nan=math.inf), axis=1, kind="stable")
+    oracle = usable_first(np.argsort(np.nan_to_num(text, nan=math.inf), axis=1, kind="stable"))
     report["best_fixed"] = lab.candidates[best_j]
     report["oracle_val"] = score(text[val], choose_sizes(text[val], oracle[val]))
     # -Oz last: verify mode measures it besides the k.
-    cover = coverage_order(lab)[0]
+    cover = coverage_order(lab, usable)[0]
     cover_order = np.tile(cover + [j for j in range(len(lab.candidates)) if j not in cover], (len(val), 1))
     # Out of fold like the models: each held-out package gets the best fixed
     # pipeline of the other training packages.
     oof_fixed = np.zeros(len(text), dtype=np.int64)
     for flab in package_folds(lab, RESIDUAL_FOLDS, args.seed):
         if flab.rows("held-out") and flab.rows("train"):
-            oof_fixed[flab.rows("held-out")] = fixed_ranking(flab)[0][0]
+            oof_fixed[flab.rows("held-out")] = fixed_ranking(flab, usable)[0][0]
     report["variants"]["best-fixed"] = {
         "val": score(text[val], choose_sizes(text[val], fixed_order[val])),
         "val_verify": {f"k{k}": score(text[val], choose_sizes(text[val], cover_order, k)) for k in (2, 4, 8)},
         "train_out_of_fold": score(text[train], text[train, oof_fixed[train]])}
-    from .. import pipelines
 
     shipped_j = lab.candidates.index(pipelines.best_fixed().name)
     shipped_order = np.tile([shipped_j] + [j for j in range(len(lab.candidates)) if j != shipped_j], (len(text), 1))
