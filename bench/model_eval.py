@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     cover = M.verify_orders(pred, pool)
 
     y = M.targets(lab.text)
-    trained_best = M.fixed_ranking(lab, [c.name for c in pipelines.candidates() if c.validated])[0][0]
+    trained_best = M.fixed_ranking(lab, pipelines.usable_names())[0][0]
     shipped_best = lab.candidates.index(pipelines.best_fixed().name)
 
     # The order the best-fixed back end hands verify mode (candidates.tsv's verify_order).
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         **{f"model verify top-{k}": M.choose_sizes(text, cover, k) for k in (2, 4, 8)},
         **({f"model verify top-{k}, k best predicted": M.choose_sizes(text, order, k) for k in (2, 4, 8)}
            if pool is not None else {}),
-        f"oracle of the {sum(c.validated for c in pipelines.candidates())} validated candidates": M.choose_sizes(
+        f"oracle of the {len(pipelines.usable_names())} validated candidates": M.choose_sizes(
             text, M.usable_first(np.argsort(np.nan_to_num(text, nan=math.inf), axis=1, kind="stable"))),
     }
     results = {name: {"modules": M.score(text, chosen), "programs": per_package(text, chosen, packages)}

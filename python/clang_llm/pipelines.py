@@ -135,6 +135,13 @@ def best_fixed() -> Candidate:
     return by_name(_load()[0]["best_fixed"])
 
 
+def usable_names() -> list[str]:
+    """The candidates a policy may choose or measure, in file order: those that
+    passed the gate and were not excluded since (-Oz always is). Reports score
+    only these, so they describe what the policy can do."""
+    return [c.name for c in candidates() if c.validated]
+
+
 def verify_order() -> list[Candidate]:
     """The order verify mode measures candidates in for a back end that knows
     nothing about the module (-Oz is measured besides): the header's

@@ -98,7 +98,7 @@ def _cmd_best_fixed(args) -> int:
     from .model import coverage_order, fixed_ranking, load_labels
 
     lab = load_labels(args.labels)
-    validated = [c.name for c in pipelines.candidates() if c.validated]
+    validated = pipelines.usable_names()
     order, score, used = fixed_ranking(lab, validated)
     if not used:
         print("clang-llm-data best-fixed: no training modules with every candidate measured", file=sys.stderr)

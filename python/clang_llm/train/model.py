@@ -201,7 +201,8 @@ def usable_first(order):
 
     from .. import pipelines
 
-    bad = {j for j, c in enumerate(pipelines.candidates()) if not c.validated}
+    ok = set(pipelines.usable_names())
+    bad = {j for j, c in enumerate(pipelines.candidates()) if c.name not in ok}
     if not bad:
         return order
     return np.array([[j for j in row if j not in bad] + [j for j in row if j in bad] for row in order])
@@ -959,7 +960,7 @@ def run(args) -> dict:
 
     # Only what the policy may choose: candidates excluded after the labels were
     # made stay in the table but are never ranked.
-    usable = [c.name for c in pipelines.candidates() if c.validated]
+    usable = pipelines.usable_names()
     # best-fixed: the candidate with the best training geomean, applied everywhere.
     y = data["y"]
     ranking, _, _ = fixed_ranking(lab, usable)
