@@ -55,11 +55,7 @@ def main(argv=None) -> int:
     r.rank("define void @f() {\n  ret void\n}\n")
     first_ms = (time.perf_counter() - t0) * 1000
     lab = M.load_labels(args.labels)
-    rows = lab.rows(args.split)
-    # A module whose bitcode this corpus lacks (its package built differently
-    # here) cannot be run through the ranker; say how many.
-    missing = [i for i in rows if not M._module_path(args.modules, lab.modules[i]).is_file()]
-    rows = [i for i in rows if i not in set(missing)]
+    rows, missing = M.rows_with_bitcode(lab, args.split, args.modules)
     if missing:
         print(f"policy_speed: {len(missing)} {args.split} modules have no bitcode here; left out", file=sys.stderr)
     if not rows:

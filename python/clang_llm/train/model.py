@@ -224,6 +224,15 @@ def _module_path(modules_dir: Path | None, h: str) -> Path:
     return corpus.layout().modules / f"{h}.bc"
 
 
+def rows_with_bitcode(lab: Labels, split: str, modules_dir: Path | None) -> tuple[list[int], list[int]]:
+    """(rows of the split whose module's bitcode is at hand, rows whose is not):
+    the benchmarks that run the ranker on real modules leave the second out
+    (their package built differently on this machine) and say how many."""
+    rows = lab.rows(split)
+    have = [_module_path(modules_dir, lab.modules[i]).is_file() for i in rows]
+    return [i for i, h in zip(rows, have) if h], [i for i, h in zip(rows, have) if not h]
+
+
 def train_tokenizer(lab: Labels, modules_dir: Path | None, out: Path, vocab: int, quiet: bool):
     from tqdm import tqdm
 
