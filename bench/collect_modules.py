@@ -47,22 +47,8 @@ from clang_llm.train import corpus  # noqa: E402
 # commands. Builds only (the measurement set needs modules, not test runs), so
 # test=() throughout. debsrc's own recipes always take precedence.
 
-def _cmake(package: str, source_dir: str = ".", *options: str) -> Recipe:
-    # An empty CMAKE_BUILD_TYPE keeps CMake from adding its own -O flags, and the
-    # emptied per-type flags cover projects that force a build type (brotli picks
-    # Release, whose -O3 would come after and beat -Oz-llm). CMake >= 4 refuses
-    # these projects' old cmake_minimum_required without the policy floor.
-    return Recipe(
-        package=package, system="cmake",
-        configure=(("cmake", "-S", source_dir, "-B", "build", "-DCMAKE_C_COMPILER={cc}",
-                    "-DCMAKE_C_FLAGS={cflags}", "-DCMAKE_BUILD_TYPE=",
-                    "-DCMAKE_C_FLAGS_RELEASE=", "-DCMAKE_C_FLAGS_RELWITHDEBINFO=",
-                    "-DCMAKE_C_FLAGS_MINSIZEREL=", "-DCMAKE_C_FLAGS_DEBUG=",
-                    "-DCMAKE_POLICY_VERSION_MINIMUM=3.5", *options),),
-        build=(("cmake", "--build", "build", "--parallel", "{jobs}"),),
-        test=(),
-        note="bench/collect_modules.py recipe",
-    )
+def _cmake(package: str) -> Recipe:
+    return debsrc.cmake_recipe(package, note="bench/collect_modules.py recipe")
 
 
 EXTRA_RECIPES: dict[str, Recipe] = {
@@ -90,7 +76,7 @@ EXTRA_RECIPES: dict[str, Recipe] = {
         # (expat is left out: its CMake build of 2.5.0 fails with CMake 4, and the
         # tarball has no configure script.)
         _cmake("brotli"),
-        _cmake("jansson"),
+        # jansson: debsrc's own recipe (with its tests).
     )
 }
 

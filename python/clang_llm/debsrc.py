@@ -228,6 +228,28 @@ eq(type(os.time()), "number", "os.time")
 print(string.format("lua self-test: %d checks passed", checks))
 """
 
+def cmake_recipe(package: str, source_dir: str = ".", *options: str, test: tuple[Command, ...] = (),
+                 apply_patches: bool = True, note: str = "") -> Recipe:
+    """A CMake project built in build/ with the caller's compiler and flags only.
+
+    An empty CMAKE_BUILD_TYPE keeps CMake from adding its own -O flags, and the
+    emptied per-type flags cover projects that force a build type (brotli picks
+    Release, whose -O3 would come after and beat -Oz-llm). CMake >= 4 refuses
+    old cmake_minimum_required versions without the policy floor."""
+    return Recipe(
+        package=package, system="cmake",
+        configure=(("cmake", "-S", source_dir, "-B", "build", "-DCMAKE_C_COMPILER={cc}",
+                    "-DCMAKE_C_FLAGS={cflags}", "-DCMAKE_BUILD_TYPE=",
+                    "-DCMAKE_C_FLAGS_RELEASE=", "-DCMAKE_C_FLAGS_RELWITHDEBINFO=",
+                    "-DCMAKE_C_FLAGS_MINSIZEREL=", "-DCMAKE_C_FLAGS_DEBUG=",
+                    "-DCMAKE_POLICY_VERSION_MINIMUM=3.5", *options),),
+        build=(("cmake", "--build", "build", "--parallel", "{jobs}"),),
+        test=test, apply_patches=apply_patches, note=note,
+    )
+
+
+_CTEST = (("ctest", "--test-dir", "build", "--output-on-failure", "-j{jobs}"),)
+
 RECIPES: dict[str, Recipe] = {
     r.package: r for r in (
         Recipe(
@@ -273,6 +295,14 @@ RECIPES: dict[str, Recipe] = {
                     "libbz2.a", "bzip2", "bzip2recover"),),
             test=(("make", "test"),),
         ),
+        # Two JSON libraries with unit tests of their own (jansson 213, cJSON 19),
+        # for the correctness gate's programs. Built as the corpus builds them,
+        # without Debian's patches (jansson's only touches a test script, cJSON's
+        # are security fixes of the same code).
+        cmake_recipe("jansson", ".", "-DJANSSON_BUILD_DOCS=OFF", test=_CTEST, apply_patches=False,
+                     note="pristine upstream tree, as in the corpus"),
+        cmake_recipe("cjson", ".", "-DENABLE_CJSON_TEST=ON", "-DENABLE_CUSTOM_COMPILER_FLAGS=OFF",
+                     test=_CTEST, apply_patches=False, note="pristine upstream tree, as in the corpus"),
     )
 }
 

@@ -129,3 +129,55 @@ def test_canaries_are_the_tests_any_pipeline_failed(monkeypatch, tmp_path):
     (res / "a-x.jsonl").write_text("\n".join([line("t/1.c", "pass"), line("t/2.c", "compile-error")]) + "\n")
     (res / "b-x.jsonl").write_text("\n".join([line("t/3.c", "wrong-output"), '{"suite": "tor']) + "\n")
     assert validate._canaries() == {"t/2.c", "t/3.c"}
+
+
+@pytest.fixture
+def fake_sources(monkeypatch, tmp_path):
+    """debsrc's cache with a fake .dsc per package, and a baseline in tmp_path."""
+    from clang_llm import debsrc
+
+    def fetch(package):
+        d = tmp_path / "src" / package
+        d.mkdir(parents=True, exist_ok=True)
+        if not list(d.glob("*.dsc")):
+            (d / f"{package}_1.0-1.dsc").write_text(f"Source: {package}\nVersion: 1.0-1\n")
+        return d
+
+    monkeypatch.setattr(debsrc, "fetch", fetch)
+    monkeypatch.setattr(validate, "committed_dir", lambda: tmp_path)
+    rows = [f"{p}\t{validate._recipe_digest(p)}\t{p}_1.0-1.dsc" for p in validate.PROGRAMS]
+    (tmp_path / validate.PROGRAMS_BASELINE).write_text("# header\n" + "\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_program_tests_follow_the_baseline_and_the_source_version(fake_sources):
+    first = validate.program_tests()
+    assert [t.id for t in first] == [f"programs/{p}" for p in validate.PROGRAMS]
+    # A Debian update (new .dsc) is still tested, under a new digest, so outcomes
+    # cached for the old source are not reused.
+    zdir = fake_sources / "src" / "zlib"
+    (zdir / "zlib_1.0-1.dsc").rename(zdir / "zlib_1.0-1+deb12u1.dsc")
+    (zdir / "zlib_1.0-1+deb12u1.dsc").write_text("Source: zlib\nVersion: 1.0-1+deb12u1\n")
+    again = {t.id: t.digest for t in validate.program_tests()}
+    before = {t.id: t.digest for t in first}
+    assert again["programs/zlib"] != before["programs/zlib"]
+    assert {k: v for k, v in again.items() if k != "programs/zlib"} == \
+        {k: v for k, v in before.items() if k != "programs/zlib"}
+
+
+def test_program_tests_refuse_a_recipe_changed_since_the_baseline(fake_sources, monkeypatch):
+    from dataclasses import replace
+
+    from clang_llm import debsrc
+
+    monkeypatch.setitem(debsrc.RECIPES, "bzip2", replace(debsrc.RECIPES["bzip2"], test=(("true",),)))
+    with pytest.raises(validate.ValidateError, match="programs/bzip2: the debsrc recipe changed"):
+        validate.program_tests()
+
+
+def test_failed_lines_name_what_failed():
+    tail = "Test project /x\n1/2 Test #1: example ...***Failed\n2/2 Test #2: ok ... Passed\n" \
+           "50% tests passed, 1 tests failed out of 2\nErrors while running CTest\n"
+    assert validate._failed_lines(tail) == ("1/2 Test #1: example ...***Failed | 50% tests passed, 1 tests failed "
+                                            "out of 2 | Errors while running CTest")
+    assert validate._failed_lines("all\ngood\n") == "all | good"

@@ -13,7 +13,11 @@ A pipeline (passes, machine_outliner) passes when
 - torture: every self-checking C test from Debian's gcc-12-source
   (gcc.c-torture/execute and the ``dg-do run`` tests of gcc.dg/torture) that
   passes at both clang-22 -O0 and -Oz still passes;
-- csmith: on csmith-generated programs (fixed seeds) the output equals -O0's.
+- csmith: on csmith-generated programs (fixed seeds) the output equals -O0's;
+- programs: real Debian source packages (zlib, bzip2, lua5.4, xz-utils, jansson,
+  cjson; the recipes of clang_llm.debsrc) built with the pipeline through their own build
+  systems still pass their own test suites. Single-file tests miss what whole
+  programs exercise: s19+mo passed the other suites and broke zlib's inflate.
 
 Programs are compiled through the route users get: ``clang-llm -Oz-llm`` with
 the ``fixed`` back end and CLANG_LLM_STRICT=1, so a pipeline that does not parse
@@ -49,7 +53,7 @@ from pathlib import Path
 
 from . import REPO, committed_dir, data_root, write_atomic
 
-SUITES = ("determinism", "torture", "csmith")
+SUITES = ("determinism", "torture", "csmith", "programs")
 
 COMPILE_TIMEOUT = 60.0
 RUN_TIMEOUT = 10.0
@@ -75,6 +79,15 @@ LINK_FLAGS = ("-lm",)
 
 TORTURE_BASELINE = "torture_baseline.txt"
 CSMITH_BASELINE = "csmith_baseline.txt"
+PROGRAMS_BASELINE = "programs_baseline.txt"
+
+# Packages with a debsrc recipe whose test suite checks the program's behaviour:
+# zlib's example round-trips (de)compression, bzip2 compares against reference
+# streams, Lua checks its VM and libraries, xz runs ~30 C test programs, jansson
+# and cJSON parse and print JSON in 213 and 19 unit tests.
+PROGRAMS = ("zlib", "bzip2", "lua5.4", "xz-utils", "jansson", "cjson")
+# Whole builds and test suites: minutes, not seconds, on a loaded machine.
+PROGRAM_TIMEOUT = 900.0
 REPORT = "validation.json"
 
 
@@ -309,8 +322,8 @@ def test_flags(text: str, require_run: bool) -> tuple[tuple[str, ...] | None, st
 @dataclass(frozen=True)
 class Test:
     __test__ = False  # not a pytest test class, whatever imports it
-    suite: str                  # "torture" or "csmith"
-    id: str                     # path under gcc/testsuite, or "csmith/<seed>"
+    suite: str                  # "torture", "csmith" or "programs"
+    id: str                     # path under gcc/testsuite, "csmith/<seed>" or "programs/<package>"
     source: Path
     flags: tuple[str, ...]      # beyond BASE_FLAGS
     expect: str | None = None   # csmith: the -O0 output; torture: exit status 0 is the check
@@ -495,8 +508,11 @@ def _signal_name(rc: int) -> str:
 class Compiler:
     """How a test is compiled: plain clang-22 at a level, or clang-llm with a pipeline."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cc: tuple[str, str] | None = None):
         self.name, self.argv, self.env = name, argv, env
+        # (CC, CFLAGS) for whole-package builds: a build system's probes and link
+        # steps need a compiler command that behaves as a user's CC does.
+        self.cc = cc or (argv[0], " ".join(argv[1:]))
 
     @classmethod
     def clang(cls, level: str) -> Compiler:
@@ -522,8 +538,11 @@ class Compiler:
         env[policy.PRESET_VAR] = f"{int(machine_outliner)}:{passes}"
         # -fno-crash-diagnostics: a pipeline that crashes LLVM is an expected verdict
         # here, not a bug report to leave in /tmp once per test.
-        return cls("pipeline", [_paths.find_clang(), "-Oz", "-fno-crash-diagnostics", "-Xclang",
-                                "-disable-llvm-passes", f"-fpass-plugin={_paths.plugin_path()}"], env)
+        # Packages build with CC=clang-llm CFLAGS=-Oz-llm, a user's route; the
+        # preset in env reaches the plugin there too.
+        return cls(f"pipeline {pipeline_file.stem}", [_paths.find_clang(), "-Oz", "-fno-crash-diagnostics", "-Xclang",
+                                "-disable-llvm-passes", f"-fpass-plugin={_paths.plugin_path()}"], env,
+                   cc=(clang_llm_exe(), "-Oz-llm -fno-crash-diagnostics"))
 
     @classmethod
     def policy(cls, backend: str) -> Compiler:
@@ -814,6 +833,116 @@ def csmith_tests() -> list[Test]:
     return out
 
 
+def _recipe_digest(package: str) -> str:
+    from .. import debsrc
+
+    return _digest(repr(debsrc.recipe(package)))
+
+
+def _program_test(package: str) -> Test:
+    """A package of PROGRAMS as a test; its digest names the Debian source
+    (the .dsc pins every tarball's checksum) and the recipe, so cached outcomes
+    are not reused for another source version."""
+    from .. import debsrc
+
+    try:
+        dsc = debsrc._dsc(debsrc.fetch(package))
+    except debsrc.DebSrcError as e:
+        raise ValidateError(f"cannot fetch the source of {package} for the programs suite: "
+                            f"{str(e).splitlines()[0]}") from None
+    if dsc is None:
+        raise ValidateError(f"no .dsc for {package} in {debsrc.CACHE_DIR}")
+    return Test("programs", f"programs/{package}", dsc, (), None, _digest(dsc.read_bytes(), _recipe_digest(package)))
+
+
+def program_tests() -> list[Test]:
+    """The programs baseline's packages, with the sources apt gives now.
+
+    A recipe changed since the baseline is an error (rebuild it). A newer Debian
+    source (a stable or security update) is not: it is what users build, and a
+    version that failed at -Oz would fail every pipeline, -Oz's own included."""
+    out = []
+    for package, recipe_digest, *_ in _read_baseline(PROGRAMS_BASELINE):
+        if _recipe_digest(package) != recipe_digest:
+            raise ValidateError(f"programs/{package}: the debsrc recipe changed since the baseline: "
+                                "rebuild with `clang-llm-data validate baseline`")
+        out.append(_program_test(package))
+    return out
+
+
+def build_and_test_package(comp: Compiler, test: Test, work: Path, jobs: int) -> Outcome:
+    """Build a package of the programs suite with comp (its build system, its
+    probes) and run the package's own test suite. A failure keeps the build and
+    test logs under cache_dir()/program-logs for the diagnosis."""
+    from .. import debsrc
+
+    package = test.id.split("/", 1)[1]
+    start = time.perf_counter()
+    cc, cflags = comp.cc
+    with tempfile.TemporaryDirectory(prefix=f"p.{package}.", dir=work) as tmp:
+        tree = debsrc.prepare(package, Path(tmp) / "src")
+        try:
+            debsrc.build(package, tree, cc, cflags, env=comp.env, jobs=jobs, timeout=PROGRAM_TIMEOUT)
+        except debsrc.BuildError as e:
+            what = str(e).splitlines()[0]
+            _keep_logs(comp, package, tree)
+            return Outcome("compile-timeout" if "(exit 124)" in what else "compile-error",
+                           f"{what}: {_first_error(debsrc._file_tail(tree / debsrc.BUILD_LOG))}",
+                           time.perf_counter() - start)
+        r = debsrc.run_tests(package, tree, env=comp.env, jobs=jobs, timeout=PROGRAM_TIMEOUT)
+        if r.ok:
+            return Outcome("pass", "", time.perf_counter() - start)
+        _keep_logs(comp, package, tree)
+        status = "run-timeout" if r.returncode == 124 else "run-fail"
+        return Outcome(status, f"test suite exit {r.returncode}: {_failed_lines(r.tail)}", time.perf_counter() - start)
+
+
+def _failed_lines(tail: str, n: int = 3) -> str:
+    """The lines of a test log's tail that say what failed (else its last lines)."""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    hits = [ln for ln in lines if re.search(r"fail|error|abort|mismatch|differ", ln, re.I)]
+    return " | ".join((hits or lines)[-n:])[:300]
+
+
+def _keep_logs(comp: Compiler, package: str, tree: Path) -> None:
+    from .. import debsrc
+
+    d = cache_dir() / "program-logs"
+    d.mkdir(parents=True, exist_ok=True)
+    tag = re.sub(r"[^A-Za-z0-9_.+-]", "_", comp.name)
+    for name in (debsrc.BUILD_LOG, debsrc.TEST_LOG):
+        if (tree / name).is_file():
+            shutil.copyfile(tree / name, d / f"{tag}.{package}.{name}")
+
+
+def build_programs_baseline(jobs: int, out: Path, log: Callable[[str], None] = print) -> dict:
+    """The packages of PROGRAMS that build and pass their test suites at clang-22 -Oz."""
+    work = _work_dir()
+    oz = Compiler.clang("-Oz")
+    rows, failed = [], {}
+    start = time.perf_counter()
+    for package in PROGRAMS:
+        t = _program_test(package)
+        o = build_and_test_package(oz, t, work, jobs)
+        log(f"programs baseline: {package} {o.status} ({o.seconds:.0f} s) {o.detail}")
+        if o.ok:
+            rows.append(f"{package}\t{_recipe_digest(package)}\t{t.source.name}")
+        else:
+            failed[package] = f"{o.status}: {o.detail}"
+    stats = {"packages": len(PROGRAMS), "pass_Oz": len(rows), "failed_Oz": failed,
+             "seconds": round(time.perf_counter() - start, 1)}
+    header = [
+        "# Debian source packages whose own test suites pass when built with clang-22 -Oz",
+        "# (recipes: clang_llm.debsrc). Rebuild: clang-llm-data validate baseline",
+        f"# clang\t{_clang_version()}",
+        f"# stats\t{json.dumps(stats, sort_keys=True)}",
+        "# package<TAB>digest of the recipe<TAB>the Debian source it passed with",
+    ]
+    write_atomic(out, "\n".join(header + rows) + "\n")
+    log(f"programs: {len(rows)} of {len(PROGRAMS)} pass at -Oz -> {out}")
+    return stats
+
+
 def _progress_printer(what: str, log: Callable[[str], None]) -> Callable[[int, int], None]:
     step = {"next": 0.0}
 
@@ -966,8 +1095,9 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
     return run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=only, log=log, objects=objects)
 
 
-def validate_policy(backend: str, *, suites: Iterable[str] = ("torture", "csmith"), jobs: int | None = None,
-                    limit: int | None = None, log: Callable[[str], None] | None = None) -> Verdict:
+def validate_policy(backend: str, *, suites: Iterable[str] = ("torture", "csmith", "programs"),
+                    jobs: int | None = None, limit: int | None = None,
+                    log: Callable[[str], None] | None = None) -> Verdict:
     """The gate's suites compiled by clang-llm -Oz-llm under a policy back end
     (e.g. the learned one): what a user's build gets, module by module. Not
     cached: a policy's decisions change with its model."""
@@ -1000,7 +1130,8 @@ def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUIT
         verdict.seconds = time.perf_counter() - start
         return verdict
 
-    plan: dict[str, tuple[list[Test], Callable]] = {}
+    # suite -> (tests, how to run one, how many at once)
+    plan: dict[str, tuple[list[Test], Callable, int]] = {}
     torture = csmith = None
     if "torture" in suites or "determinism" in suites:
         torture = _ordered(torture_tests())
@@ -1011,16 +1142,19 @@ def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUIT
         # something unstable (hash order, addresses).
         big = sorted(torture, key=lambda t: (-t.source.stat().st_size, t.id))[:DETERMINISM_TORTURE]
         plan["determinism"] = (big + csmith[:DETERMINISM_CSMITH],
-                               lambda t: compile_twice(comp, t, work))
+                               lambda t: compile_twice(comp, t, work), jobs)
     if "torture" in suites:
-        plan["torture"] = (torture, lambda t: build_and_run(comp, t, work, objects=by_object))
+        plan["torture"] = (torture, lambda t: build_and_run(comp, t, work, objects=by_object), jobs)
     if "csmith" in suites:
-        plan["csmith"] = (csmith, lambda t: build_and_run(comp, t, work, objects=by_object))
+        plan["csmith"] = (csmith, lambda t: build_and_run(comp, t, work, objects=by_object), jobs)
+    if "programs" in suites:
+        # One package at a time; its build runs `jobs` compiles in parallel.
+        plan["programs"] = (program_tests(), lambda t: build_and_test_package(comp, t, work, jobs), 1)
 
     for suite in SUITES:
         if suite not in plan:
             continue
-        tests, fn = plan[suite]
+        tests, fn, at_once = plan[suite]
         if only is not None:
             tests = [t for t in tests if t.id in only]
         if limit is not None:
@@ -1033,7 +1167,7 @@ def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUIT
                 outcomes[t.id] = cached
             else:
                 todo.append(t)
-        for t, o in _parallel(todo, fn, jobs, _progress_printer(suite, log) if log else None):
+        for t, o in _parallel(todo, fn, at_once, _progress_printer(suite, log) if log else None):
             outcomes[t.id] = o
             results.put(suite, t, o)
         verdict.test_seconds += sum(outcomes[t.id].seconds for t in tests)
@@ -1059,6 +1193,8 @@ def _cmd_baseline(args) -> int:
             build_torture_baseline(args.jobs, committed_dir() / TORTURE_BASELINE)
         if not args.skip_csmith:
             build_csmith_baseline(args.jobs, committed_dir() / CSMITH_BASELINE, args.csmith_programs)
+        if not args.skip_programs:
+            build_programs_baseline(args.jobs, committed_dir() / PROGRAMS_BASELINE)
     except ValidateError as e:
         print(f"clang-llm-data: error: {e}", file=sys.stderr)
         return 1
@@ -1131,7 +1267,8 @@ def _cmd_pipelines(args) -> int:
             "command": "clang-llm-data validate pipelines --candidates [--names N,...] [--limit N]",
             "machine": _machine(),
             "baseline": {"torture": len(_read_baseline(TORTURE_BASELINE)),
-                         "csmith": len(_read_baseline(CSMITH_BASELINE))},
+                         "csmith": len(_read_baseline(CSMITH_BASELINE)),
+                         "programs": len(_read_baseline(PROGRAMS_BASELINE))},
             "pipelines": sorted(entries.values(), key=lambda e: e["name"]),
         }
         report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -1164,13 +1301,15 @@ def _cmd_policy(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("validate", help="the correctness gate (determinism, gcc torture tests, csmith)")
+    p = sub.add_parser("validate", help="the correctness gate (determinism, gcc torture tests, csmith, "
+                                        "packages' test suites)")
     vsub = p.add_subparsers(dest="validate_command", required=True)
     b = vsub.add_parser("baseline", help="build the torture baseline and the csmith references (committed data)")
     b.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     b.add_argument("--csmith-programs", type=int, default=CSMITH_PROGRAMS)
     b.add_argument("--skip-torture", action="store_true")
     b.add_argument("--skip-csmith", action="store_true")
+    b.add_argument("--skip-programs", action="store_true")
     b.set_defaults(func=_cmd_baseline)
     v = vsub.add_parser("pipelines", help="validate pipelines; write a JSON report (ok or excluded with reasons)")
     v.add_argument("--candidates", action="store_true", help="the shipped candidate set (clang_llm.pipelines)")
@@ -1188,7 +1327,7 @@ def register(sub) -> None:
     q = vsub.add_parser("policy", help="the gate's test programs compiled with -Oz-llm under a policy back end "
                                        "(the decisions a build gets); exit status 2 if any test fails")
     q.add_argument("--backend", default="onnx", help="CLANG_LLM_POLICY for the compiles (default onnx)")
-    q.add_argument("--suites", default="torture,csmith", help=f"comma-separated subset of {','.join(SUITES)}")
+    q.add_argument("--suites", default="torture,csmith,programs", help=f"comma-separated subset of {','.join(SUITES)}")
     q.add_argument("--limit", type=int, help="at most N tests per suite (fixed subset)")
     q.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     q.add_argument("--report", default=str(REPO / "bench" / "results" / "policy_gate.json"))
