@@ -24,6 +24,23 @@ from . import _paths
 
 FORMAT_VERSION = 1
 
+# Passes that no pipeline clang-llm runs may contain, whatever a gate said: each
+# miscompiles in LLVM 22, the evidence is in the gate's regression tests
+# (train/data/gate_regressions/). Search never draws them, the gate rejects any
+# pipeline holding one, and the policy refuses one even when a user names it.
+UNSAFE_PASSES = {
+    "iroutliner": "LLVM 22's IR outliner passes a \"greater than\" compare's operands swapped when one "
+                  "outlined region has a constant where another has a value (zlib's trees.c broke under "
+                  "s19+mo; gate_regressions/iroutliner-cmp-swap.c); upstream LLVM has removed the pass",
+}
+
+
+def unsafe_passes(passes: str) -> list[str]:
+    """The UNSAFE_PASSES a pipeline text contains (string operations only: the
+    policy checks every pipeline it is asked to run)."""
+    names = {part.split("<", 1)[0].strip() for part in passes.replace("(", ",").replace(")", ",").split(",")}
+    return [name for name in UNSAFE_PASSES if name in names]
+
 
 class Candidate:
     """A pipeline string plus the code generator knobs for it.

@@ -178,6 +178,9 @@ def _usable(module, cand: pipelines.Candidate) -> str | None:
     """None if cand may run on this module, else why not."""
     if cand.name == "oz":
         return None
+    unsafe = pipelines.unsafe_passes(cand.passes)
+    if unsafe:
+        return f"pipeline contains {unsafe[0]}, which miscompiles: {pipelines.UNSAFE_PASSES[unsafe[0]]}"
     err = module.check(cand.passes)
     if err:
         return f"pipeline does not parse: {err}"

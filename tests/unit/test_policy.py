@@ -87,7 +87,7 @@ def test_oz_backend(monkeypatch):
 
 def test_fixed_by_name_and_by_text(monkeypatch):
     monkeypatch.setenv("CLANG_LLM_POLICY", "fixed")
-    mo = next(c for c in pipelines.candidates() if c.machine_outliner)
+    mo = next(c for c in pipelines.candidates() if c.machine_outliner and c.validated)
     monkeypatch.setenv("CLANG_LLM_PIPELINE", mo.name)
     d = policy.plugin_entry(FakeModule())
     assert d.name == mo.name and d.machine_outliner
@@ -109,7 +109,7 @@ def test_fixed_from_file(monkeypatch, tmp_path):
 
 def test_user_policy_file(monkeypatch, tmp_path):
     f = tmp_path / "mine.py"
-    name = pipelines.candidates()[1].name
+    name = next(c.name for c in pipelines.candidates()[1:] if c.validated)
     f.write_text(f"def choose(m):\n    return [{name!r}, 'oz']\n")
     monkeypatch.setenv("CLANG_LLM_POLICY", str(f))
     assert policy.plugin_entry(FakeModule()).name == name
@@ -165,14 +165,17 @@ def test_verify_measures_the_verify_order_not_the_next_best_singles(monkeypatch)
 
 
 def test_an_excluded_candidate_is_never_ranked_or_measured(monkeypatch):
-    """A candidate marked unvalidated after it was found to miscompile (s19+mo:
-    zlib) stays in the file, so label tables and models keep their shape, but
-    no ranking back end may choose or measure it."""
+    """Candidates marked unvalidated after they were found to miscompile (s19+mo:
+    zlib; every candidate with iroutliner) stay in the file, so label tables and
+    models keep their shape, but no ranking back end may choose or measure them."""
     excluded = [c for c in pipelines.candidates() if not c.validated]
-    assert [c.name for c in excluded] == ["s19+mo"]
-    assert excluded[0] not in policy._best_fixed(None) and excluded[0] not in pipelines.verify_order()
+    assert "s19+mo" in {c.name for c in excluded}
+    assert {c.name for c in excluded} == {c.name for c in pipelines.candidates() if pipelines.unsafe_passes(c.passes)}
+    assert all(c.note.startswith("EXCLUDED") for c in excluded)
+    for c in excluded:
+        assert c not in policy._best_fixed(None) and c not in pipelines.verify_order()
     monkeypatch.setenv("CLANG_LLM_MODE", "verify")
-    assert excluded[0] not in policy._best_fixed(None).verify
+    assert not set(excluded) & set(policy._best_fixed(None).verify)
 
     from clang_llm import ranker
 
@@ -184,7 +187,31 @@ def test_an_excluded_candidate_is_never_ranked_or_measured(monkeypatch):
     monkeypatch.setattr(ranker, "get", lambda: Everything())
     monkeypatch.setattr(FakeModule, "ir_text", lambda self: "", raising=False)
     got = policy._onnx(FakeModule())
-    assert excluded[0] not in got and excluded[0] not in got.verify and len(got) == len(pipelines.candidates()) - 1
+    assert not set(excluded) & (set(got) | set(got.verify))
+    assert len(got) == len(pipelines.candidates()) - len(excluded)
+
+
+def test_unsafe_passes_are_found_by_name():
+    assert pipelines.unsafe_passes("function(instcombine),iroutliner") == ["iroutliner"]
+    assert pipelines.unsafe_passes("cgscc(devirt<4>(inline)),iroutliner,mergefunc") == ["iroutliner"]
+    assert pipelines.unsafe_passes("module(iroutliner)") == ["iroutliner"]
+    assert pipelines.unsafe_passes("function(instcombine),mergefunc") == []
+    assert pipelines.unsafe_passes(pipelines.oz_pipeline()) == []
+
+
+def test_a_pipeline_with_an_unsafe_pass_is_refused_even_when_named(monkeypatch, capsys):
+    """iroutliner miscompiles in LLVM 22: a user who asks for it gets clang's
+    -Oz pipeline and the reason (an error in strict mode), never the pass."""
+    monkeypatch.setenv("CLANG_LLM_POLICY", "fixed")
+    monkeypatch.setenv("CLANG_LLM_PIPELINE", "s01+mo")  # shipped once, excluded since
+    m = FakeModule()
+    d = policy.plugin_entry(m)
+    assert d.name == "oz" and d.fallback and "iroutliner, which miscompiles" in d.fallback
+    assert m.trials == []  # refused before any trial run
+    monkeypatch.setenv("CLANG_LLM_PIPELINE", pipelines.oz_pipeline() + ",iroutliner")
+    monkeypatch.setenv("CLANG_LLM_STRICT", "1")
+    with pytest.raises(policy.PolicyError, match="iroutliner, which miscompiles"):
+        policy.plugin_entry(FakeModule())
 
 
 def test_verify_order_header(monkeypatch):
@@ -200,7 +227,10 @@ def test_verify_order_header(monkeypatch):
     real = pipelines._data
     try:
         got = load(pipelines.write(list(cands), best, {}, verify=[others[1], others[0]]))
-        assert [c.name for c in got[:3]] == [others[1], others[0], best] and len(got) == sum(c.validated for c in cands) - 1
+        # The header's order first, then the other validated candidates in file order.
+        rest = [c.name for c in cands if c.name not in ("oz", others[0], others[1]) and c.validated]
+        assert [c.name for c in got[:3]] == [others[1], others[0], rest[0]]
+        assert len(got) == sum(c.validated for c in cands) - 1
         assert load(pipelines.write(list(cands), best, {}))[0].name == best  # no order: the default first
         with pytest.raises(ValueError, match="verify_order names nope"):
             load(pipelines.write(list(cands), best, {}, verify=["nope"]))
@@ -269,3 +299,25 @@ def test_no_preset_when_the_plugin_must_decide(monkeypatch, env):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert policy.preset_decision() is None
+
+
+def test_shipped_candidates_agree_with_the_gate_report():
+    """A candidate may be chosen only if the committed gate report has a full
+    verdict (every suite, no test limit) that it passed, for exactly its passes
+    and knobs; an excluded row must have a failing verdict or say why it was
+    excluded after the gate."""
+    import json
+
+    from clang_llm.train import committed_dir, validate
+
+    report = json.loads((committed_dir() / validate.REPORT).read_text())
+    by_name = {e["name"]: e for e in report["pipelines"]}
+    for c in pipelines.candidates():
+        entry = by_name.get(c.name)
+        assert entry is not None, f"{c.name} has no entry in {validate.REPORT}"
+        assert entry["key"] == validate.pipeline_key(c.passes, c.machine_outliner), c.name
+        assert entry["full"] and set(entry["suites"]) == set(validate.SUITES), (c.name, entry["suites"])
+        if c.validated:
+            assert entry["ok"], (c.name, entry["reasons"])
+        else:
+            assert not entry["ok"] or c.note.startswith("EXCLUDED"), c.name

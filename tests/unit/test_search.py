@@ -42,8 +42,8 @@ def test_vocabulary_keeps_levels_apart():
 
 
 def test_edits_apply_where_they_say():
-    ind = P.Individual("oz", (("append", "iroutliner"),))
-    assert ind.passes() == pipelines.oz_pipeline() + ",iroutliner"
+    ind = P.Individual("oz", (("append", "mergefunc"),))
+    assert ind.passes() == pipelines.oz_pipeline() + ",mergefunc"
     nodes = P.base_nodes("oz")
     first = nodes[0]
     dropped = P.apply_edit(nodes, ("del", (), 0))
@@ -160,12 +160,12 @@ def test_generated_pipelines_parse(small_module):
 # --- search and selection with a fake evaluator -------------------------------------
 
 def _fake_size(passes: str, mo: bool) -> int:
-    """A deterministic stand-in for .text: -Oz is 1000; every iroutliner saves 30,
+    """A deterministic stand-in for .text: -Oz is 1000; mergefunc saves 30,
     the outliner 10, each extra pass costs 1; "dup" of licm breaks the build."""
     if passes.count("licm") > pipelines.oz_pipeline().count("licm") + 1:
         return -1
     extra = len(P.parse(passes)) - len(P.base_nodes("oz"))
-    return 1000 - 30 * min(passes.count("iroutliner"), 1) - (10 if mo else 0) + abs(extra)
+    return 1000 - 30 * min(passes.count("mergefunc"), 1) - (10 if mo else 0) + abs(extra)
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ def test_search_finds_and_minimises(fake_evaluate):
     winners = search.minimise(states, None, _args())
     for st in states:
         ind, text = winners[st.hash]
-        assert text <= 960  # iroutliner and the outliner found
+        assert text <= 960  # mergefunc and the outliner found
         assert text <= st.ranked()[0][1]
         # Minimal: dropping any remaining edit makes it larger under the fake model.
         for j in range(len(ind.edits)):

@@ -181,3 +181,29 @@ def test_failed_lines_name_what_failed():
     assert validate._failed_lines(tail) == ("1/2 Test #1: example ...***Failed | 50% tests passed, 1 tests failed "
                                             "out of 2 | Errors while running CTest")
     assert validate._failed_lines("all\ngood\n") == "all | good"
+
+
+def test_a_run_of_some_suites_merges_into_the_full_entry():
+    """Adding a suite to the gate costs a run of that suite, not of the rest:
+    the earlier verdicts of the other suites stay, and so do their failures."""
+    old = {"name": "p", "key": "k", "ok": False, "excluded": True, "full": True, "limit": None, "toolchain": "t0",
+           "suites": ["determinism", "torture", "csmith"], "date": "d0", "seconds": 80.0, "test_seconds": 120.0,
+           "reasons": ["torture: 1 of 1962 tests fail: x.c (run-fail: exit 1)"],
+           "counts": {"determinism": {"tests": 24, "passed": 24}, "torture": {"tests": 1962, "passed": 1961},
+                      "csmith": {"tests": 300, "passed": 300}},
+           "failures": {"torture": [["x.c", "run-fail", "exit 1"]]}}
+    new = {"name": "p", "key": "k", "ok": True, "excluded": False, "full": False, "limit": None, "toolchain": "t1",
+           "suites": ["regressions", "programs"], "date": "d1", "seconds": 40.0, "test_seconds": 50.0,
+           "reasons": [], "counts": {"regressions": {"tests": 1, "passed": 1}, "programs": {"tests": 6, "passed": 6}},
+           "failures": {}}
+    m = validate.merge_entries(old, new)
+    assert m["suites"] == list(validate.SUITES) and m["full"]
+    assert not m["ok"] and m["reasons"] == old["reasons"] and m["failures"] == old["failures"]
+    assert set(m["counts"]) == set(validate.SUITES) and m["seconds"] == 120.0
+    assert [r["date"] for r in m["runs"]] == ["d0", "d1"] and m["toolchain"] == "t1"
+    # Rerunning a suite replaces its verdict; a rule violation needs no suite at all.
+    fixed = validate.merge_entries(m, {**new, "suites": ["torture"], "counts": {"torture": {"tests": 1962,
+                                       "passed": 1962}}, "date": "d2"})
+    assert fixed["ok"] and fixed["full"] and "torture" not in fixed["failures"] and len(fixed["runs"]) == 3
+    rules = validate.merge_entries(fixed, {**new, "ok": False, "counts": {}, "reasons": ["rules: contains x: y"]})
+    assert not rules["ok"] and rules["reasons"] == ["rules: contains x: y"] and rules["full"]

@@ -58,9 +58,10 @@ REQUIRED = frozenset({"ee-instrument", "always-inline"})
 NOT_INSERTED = frozenset({"lower-constant-intrinsics"})
 
 # Module-level passes worth trying at the end of a pipeline (after -Oz's own),
-# beyond those -Oz already runs: outlining and merging shrink code that the
-# per-function pipeline cannot.
-EXTRA_MODULE_PASSES = ("iroutliner", "mergefunc", "globaldce", "constmerge", "deadargelim",
+# beyond those -Oz already runs: merging shrinks code that the per-function
+# pipeline cannot. (iroutliner was one until it was found to miscompile: see
+# pipelines.UNSAFE_PASSES.)
+EXTRA_MODULE_PASSES = ("mergefunc", "globaldce", "constmerge", "deadargelim",
                        "globalopt", "ipsccp", "function-attrs", "partial-inliner",
                        "function(simplifycfg<sink-common-insts;hoist-common-insts;switch-to-lookup;switch-range-to-icmp>)",
                        "function(instcombine<max-iterations=1;no-verify-fixpoint>)",

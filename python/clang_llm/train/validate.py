@@ -13,6 +13,10 @@ A pipeline (passes, machine_outliner) passes when
 - torture: every self-checking C test from Debian's gcc-12-source
   (gcc.c-torture/execute and the ``dg-do run`` tests of gcc.dg/torture) that
   passes at both clang-22 -O0 and -Oz still passes;
+- rules: it contains none of pipelines.UNSAFE_PASSES (passes known to
+  miscompile; nothing is compiled for such a pipeline);
+- regressions: self-checking C programs that pipelines once miscompiled
+  (data/gate_regressions/), each reduced from the case that was found, pass;
 - csmith: on csmith-generated programs (fixed seeds) the output equals -O0's;
 - programs: real Debian source packages (zlib, bzip2, lua5.4, xz-utils, jansson,
   cjson; the recipes of clang_llm.debsrc) built with the pipeline through their own build
@@ -53,7 +57,7 @@ from pathlib import Path
 
 from . import REPO, committed_dir, data_root, write_atomic
 
-SUITES = ("determinism", "torture", "csmith", "programs")
+SUITES = ("determinism", "regressions", "torture", "csmith", "programs")
 
 COMPILE_TIMEOUT = 60.0
 RUN_TIMEOUT = 10.0
@@ -80,6 +84,7 @@ LINK_FLAGS = ("-lm",)
 TORTURE_BASELINE = "torture_baseline.txt"
 CSMITH_BASELINE = "csmith_baseline.txt"
 PROGRAMS_BASELINE = "programs_baseline.txt"
+REGRESSIONS_DIR = "gate_regressions"
 
 # Packages with a debsrc recipe whose test suite checks the program's behaviour:
 # zlib's example round-trips (de)compression, bzip2 compares against reference
@@ -322,8 +327,8 @@ def test_flags(text: str, require_run: bool) -> tuple[tuple[str, ...] | None, st
 @dataclass(frozen=True)
 class Test:
     __test__ = False  # not a pytest test class, whatever imports it
-    suite: str                  # "torture", "csmith" or "programs"
-    id: str                     # path under gcc/testsuite, "csmith/<seed>" or "programs/<package>"
+    suite: str                  # "regressions", "torture", "csmith" or "programs"
+    id: str                     # path under gcc/testsuite, "csmith/<seed>", "regressions/<file>", "programs/<package>"
     source: Path
     flags: tuple[str, ...]      # beyond BASE_FLAGS
     expect: str | None = None   # csmith: the -O0 output; torture: exit status 0 is the check
@@ -839,6 +844,23 @@ def _recipe_digest(package: str) -> str:
     return _digest(repr(debsrc.recipe(package)))
 
 
+def regression_tests() -> list[Test]:
+    """The gate's own regression programs: C files that exit 0 when compiled
+    correctly (a `// flags: ...` line adds options). Each must pass at clang-22
+    -O0 and -Oz (checked by the integration tests), so no baseline is kept."""
+    out = []
+    for path in sorted((committed_dir() / REGRESSIONS_DIR).glob("*.c")):
+        data = path.read_bytes()
+        flags: tuple[str, ...] = ()
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line.startswith("// flags:"):
+                flags = tuple(shlex.split(line.split(":", 1)[1]))
+        out.append(Test("regressions", f"regressions/{path.name}", path, flags, None, _digest(data, *flags)))
+    if not out:
+        raise ValidateError(f"no regression programs in {committed_dir() / REGRESSIONS_DIR}")
+    return out
+
+
 def _program_test(package: str) -> Test:
     """A package of PROGRAMS as a test; its digest names the Debian source
     (the .dsc pins every tarball's checksum) and the recipe, so cached outcomes
@@ -1074,6 +1096,12 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
     only: just these test ids (e.g. "gcc.c-torture/execute/20000113-1.c",
     "csmith/12"), to re-check known failures.
     """
+    from .. import pipelines
+
+    unsafe = pipelines.unsafe_passes(passes)
+    if unsafe:
+        return Verdict(ok=False, reasons=[f"rules: contains {name}: {pipelines.UNSAFE_PASSES[name]}"
+                                          for name in unsafe])
     key = pipeline_key(passes, machine_outliner)
     pdir = cache_dir() / "pipelines"
     pdir.mkdir(parents=True, exist_ok=True)
@@ -1095,7 +1123,7 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
     return run_gate(comp, cache, suites=suites, jobs=jobs, limit=limit, only=only, log=log, objects=objects)
 
 
-def validate_policy(backend: str, *, suites: Iterable[str] = ("torture", "csmith", "programs"),
+def validate_policy(backend: str, *, suites: Iterable[str] = ("regressions", "torture", "csmith", "programs"),
                     jobs: int | None = None, limit: int | None = None,
                     log: Callable[[str], None] | None = None) -> Verdict:
     """The gate's suites compiled by clang-llm -Oz-llm under a policy back end
@@ -1143,6 +1171,8 @@ def run_gate(comp: Compiler, cache: Path | None, *, suites: Iterable[str] = SUIT
         big = sorted(torture, key=lambda t: (-t.source.stat().st_size, t.id))[:DETERMINISM_TORTURE]
         plan["determinism"] = (big + csmith[:DETERMINISM_CSMITH],
                                lambda t: compile_twice(comp, t, work), jobs)
+    if "regressions" in suites:
+        plan["regressions"] = (regression_tests(), lambda t: build_and_run(comp, t, work, objects=by_object), jobs)
     if "torture" in suites:
         plan["torture"] = (torture, lambda t: build_and_run(comp, t, work, objects=by_object), jobs)
     if "csmith" in suites:
@@ -1209,6 +1239,32 @@ def _machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, {_clang_version()}"
 
 
+def merge_entries(old: dict, new: dict) -> dict:
+    """A report entry for a run of some suites, on top of an earlier entry for the
+    same pipeline: the suites run now replace theirs, the others keep the earlier
+    verdicts (a suite added to the gate need not cost a rerun of the rest). Each
+    run's suites, date, toolchain and limit stay listed under "runs"."""
+    def run(e):
+        return {k: e.get(k) for k in ("suites", "date", "toolchain", "limit")}
+
+    redone = set(new["suites"])
+    kept = [s for s in old["suites"] if s not in redone]
+    suites = [s for s in SUITES if s in redone or s in kept]
+    limit = None if old.get("limit") is None and new.get("limit") is None else (new.get("limit") or old.get("limit"))
+    reasons = [r for r in old["reasons"] if r.split(":", 1)[0] in kept] + new["reasons"]
+    return {
+        **new,
+        "ok": not reasons, "excluded": bool(reasons), "reasons": reasons,
+        "full": set(suites) == set(SUITES) and limit is None and (old.get("full") or set(kept) == set()),
+        "limit": limit, "suites": suites,
+        "counts": {s: c for s, c in {**old["counts"], **new["counts"]}.items() if s in suites},
+        "failures": {**{s: f for s, f in old.get("failures", {}).items() if s in kept}, **new.get("failures", {})},
+        "seconds": round(old.get("seconds", 0) + new["seconds"], 1),
+        "test_seconds": round(old.get("test_seconds", 0) + new["test_seconds"], 1),
+        "runs": old.get("runs", [run(old)]) + [run(new)],
+    }
+
+
 def _cmd_pipelines(args) -> int:
     from .. import pipelines
 
@@ -1258,6 +1314,8 @@ def _cmd_pipelines(args) -> int:
                  "full": args.limit is None and not args.only and set(suites) == set(SUITES),
                  "limit": args.limit, "toolchain": toolchain_id(),
                  "suites": list(suites), **v.to_json(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if (name, key) in entries and not entry["full"] and not args.only:
+            entry = merge_entries(entries[(name, key)], entry)
         entries[(name, key)] = entry
         failed_any |= not v.ok
         state = "ok" if v.ok else "EXCLUDED: " + "; ".join(v.reasons)
@@ -1266,7 +1324,7 @@ def _cmd_pipelines(args) -> int:
             # Entries may come from several runs (each records its limit and suites).
             "command": "clang-llm-data validate pipelines --candidates [--names N,...] [--limit N]",
             "machine": _machine(),
-            "baseline": {"torture": len(_read_baseline(TORTURE_BASELINE)),
+            "baseline": {"regressions": len(regression_tests()), "torture": len(_read_baseline(TORTURE_BASELINE)),
                          "csmith": len(_read_baseline(CSMITH_BASELINE)),
                          "programs": len(_read_baseline(PROGRAMS_BASELINE))},
             "pipelines": sorted(entries.values(), key=lambda e: e["name"]),
@@ -1327,7 +1385,7 @@ def register(sub) -> None:
     q = vsub.add_parser("policy", help="the gate's test programs compiled with -Oz-llm under a policy back end "
                                        "(the decisions a build gets); exit status 2 if any test fails")
     q.add_argument("--backend", default="onnx", help="CLANG_LLM_POLICY for the compiles (default onnx)")
-    q.add_argument("--suites", default="torture,csmith,programs", help=f"comma-separated subset of {','.join(SUITES)}")
+    q.add_argument("--suites", default="regressions,torture,csmith,programs", help=f"comma-separated subset of {','.join(SUITES)}")
     q.add_argument("--limit", type=int, help="at most N tests per suite (fixed subset)")
     q.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     q.add_argument("--report", default=str(REPO / "bench" / "results" / "policy_gate.json"))
