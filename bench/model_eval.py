@@ -4,7 +4,9 @@
     python bench/model_eval.py [--labels FILE] [--modules DIR] [--model FILE]
 
 Runs the model exactly as the policy does (clang_llm.ranker on each module's
-textual IR, printed from its bitcode by clang_llm._core) and compares, against
+textual IR, printed from its bitcode by clang_llm._core; for a model that reads
+only module features, the committed feature table's vectors, which are what the
+runtime computes, so no corpus is needed) and compares, against
 -Oz measured in the same label table:
 
 - best fixed: the shipped default (candidates.tsv's best_fixed) and the candidate
@@ -73,8 +75,16 @@ def main(argv=None) -> int:
     r = ranker.get(args.model)
     lab = M.load_labels(args.labels)
     rows, missing = M.rows_with_bitcode(lab, args.split, args.modules)
+    table = {}
+    if r.inputs == ["features"]:
+        # A feature-only model reads nothing of a module but its runtime feature
+        # vector, which the committed table holds: no corpus needed for those.
+        table = M.read_feature_table()
+        rows, missing = sorted(rows + [i for i in missing if lab.modules[i] in table]), \
+            [i for i in missing if lab.modules[i] not in table]
     if missing:
-        print(f"model_eval: {len(missing)} {args.split} modules have no bitcode here; left out", file=sys.stderr)
+        print(f"model_eval: {len(missing)} {args.split} modules have neither bitcode here nor a row in the "
+              "feature table; left out", file=sys.stderr)
     if not rows:
         print(f"model_eval: no {args.split} modules in {lab.source}", file=sys.stderr)
         return 2
@@ -84,8 +94,12 @@ def main(argv=None) -> int:
     pred = np.zeros_like(text)
     pool = None
     for n, i in enumerate(tqdm(rows, desc="predict", file=sys.stderr)):
-        path = M._module_path(args.modules, lab.modules[i])
-        pred[n], pool = r.predict(_core.LoadedModule(path.read_bytes(), path.name).ir_text(), residuals=True)
+        h = lab.modules[i]
+        if h in table:
+            pred[n], pool = r.predict_feed({"features": table[h]}, residuals=True)
+        else:
+            path = M._module_path(args.modules, h)
+            pred[n], pool = r.predict(_core.LoadedModule(path.read_bytes(), path.name).ir_text(), residuals=True)
     order = M.order_from_predictions(pred)
     # What verify mode measures under the model: its residual cover (ranker.verify_order).
     cover = M.verify_orders(pred, pool)
@@ -119,6 +133,7 @@ def main(argv=None) -> int:
         "command": "python bench/model_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "labels": lab.source, "split": args.split, "modules": len(rows), "packages": len(set(packages)),
         "left_out_without_bitcode": len(missing),
+        "from_feature_table": sum(lab.modules[i] in table for i in rows),
         "model": r.path, "model_meta": {k: v for k, v in r.meta.items() if k not in ("candidates",)},
         "prediction_mae_log_ratio": float(np.abs(pred - y[rows])[known].mean()),
         "top1_is_oracle": float(np.mean([text[n, order[n, 0]] == np.nanmin(text[n]) for n in range(len(rows))])),
@@ -132,7 +147,7 @@ def main(argv=None) -> int:
     md = [
         f"# Model evaluation ({args.split} split, held out)", "",
         f"{len(rows)} modules from {len(set(packages))} packages of `{lab.source}`"
-        + (f" ({len(missing)} without bitcode in this corpus left out)" if missing else "") + f"; model `{r.path}` "
+        + (f" ({len(missing)} with neither bitcode nor a feature-table row left out)" if missing else "") + f"; model `{r.path}` "
         f"(variant {r.meta.get('variant', '?')}, inputs {r.meta.get('inputs')}). Sizes are .text bytes "
         "measured with clang -Oz's code generator; ratios are policy / -Oz (lower is better).", "",
         "## Per module", "",

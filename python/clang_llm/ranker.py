@@ -172,8 +172,13 @@ class Ranker:
     def predict(self, text: str, residuals: bool = False):
         """log(text_c / text_oz) predicted for every candidate, as float32 [K];
         with residuals, also the model's residual pool ([S, K], or None)."""
+        return self.predict_feed(self.feeds(text), residuals)
+
+    def predict_feed(self, feed: dict, residuals: bool = False):
+        """predict() for inputs already computed (e.g. a committed feature table's
+        vectors, which are what feeds() gives)."""
         want = ["log_ratio"] + (["residuals"] if residuals and self.has_residuals else [])
-        got = self.session.run(want, self.feeds(text))
+        got = self.session.run(want, feed)
         out = got[0]
         if out.shape != (len(self.candidates),):
             raise ModelError(f"model {self.path} returned shape {out.shape}, expected ({len(self.candidates)},)")
