@@ -516,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--determinism-sample", type=int, default=-1,
                     help="modules re-measured in round 2 (-1: all, 0: skip; default: all)")
     ap.add_argument("--only", nargs="+", help="measure only these candidates (oz is always added)")
+    ap.add_argument("--candidates", type=Path,
+                    help="a candidates file in candidates.tsv's format to measure instead of the shipped set "
+                         "(e.g. pipelines not shipped yet)")
     ap.add_argument("--limit", type=int, help="first N modules only (smoke tests)")
     ap.add_argument("--e2e", type=int, metavar="N",
                     help="instead: re-compile N modules' sources for real and compare .text with the "
@@ -525,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from clang_llm import _core, pipelines
 
-    cands = list(pipelines.candidates())
+    cands = list(pipelines.parse(args.candidates.read_text())[1] if args.candidates else pipelines.candidates())
     if args.only:
         unknown = set(args.only) - {c.name for c in cands}
         if unknown:

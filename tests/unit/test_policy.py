@@ -206,11 +206,11 @@ def test_a_pipeline_with_an_unsafe_pass_is_refused_even_when_named(monkeypatch, 
     monkeypatch.setenv("CLANG_LLM_PIPELINE", "s01+mo")  # shipped once, excluded since
     m = FakeModule()
     d = policy.plugin_entry(m)
-    assert d.name == "oz" and d.fallback and "iroutliner, which miscompiles" in d.fallback
+    assert d.name == "oz" and d.fallback and "contains iroutliner, which miscompiles in LLVM 22" in d.fallback
     assert m.trials == []  # refused before any trial run
     monkeypatch.setenv("CLANG_LLM_PIPELINE", pipelines.oz_pipeline() + ",iroutliner")
     monkeypatch.setenv("CLANG_LLM_STRICT", "1")
-    with pytest.raises(policy.PolicyError, match="iroutliner, which miscompiles"):
+    with pytest.raises(policy.PolicyError, match="contains iroutliner, which miscompiles in LLVM 22"):
         policy.plugin_entry(FakeModule())
 
 

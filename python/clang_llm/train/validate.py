@@ -1269,9 +1269,13 @@ def _cmd_pipelines(args) -> int:
     from .. import pipelines
 
     todo: list[tuple[str, str, bool]] = []
+    if args.candidates_file:
+        args.candidates = True
     if args.candidates:
         wanted = set(args.names.split(",")) if args.names else None
-        for c in pipelines.candidates():
+        source = (pipelines.parse(Path(args.candidates_file).read_text())[1] if args.candidates_file
+                  else pipelines.candidates())
+        for c in source:
             if wanted is None or c.name in wanted:
                 todo.append((c.name, c.passes, c.machine_outliner))
         if wanted and wanted - {n for n, _, _ in todo}:
@@ -1294,7 +1298,7 @@ def _cmd_pipelines(args) -> int:
     if report_path.is_file():  # keep entries of pipelines not validated in this run
         report = json.loads(report_path.read_text())
     entries = {(e["name"], e["key"]): e for e in report.get("pipelines", [])}
-    if args.candidates and not args.names:
+    if args.candidates and not args.names and not args.candidates_file:
         # The whole shipped set: the report describes that set, not earlier ones.
         current = {(name, pipeline_key(passes, mo)) for name, passes, mo in todo}
         entries = {k: e for k, e in entries.items() if k in current}
@@ -1362,7 +1366,8 @@ def register(sub) -> None:
     p = sub.add_parser("validate", help="the correctness gate (determinism, gcc torture tests, csmith, "
                                         "packages' test suites)")
     vsub = p.add_subparsers(dest="validate_command", required=True)
-    b = vsub.add_parser("baseline", help="build the torture baseline and the csmith references (committed data)")
+    b = vsub.add_parser("baseline", help="build the torture baseline, the csmith references and the programs "
+                                         "baseline (committed data)")
     b.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     b.add_argument("--csmith-programs", type=int, default=CSMITH_PROGRAMS)
     b.add_argument("--skip-torture", action="store_true")
@@ -1372,6 +1377,8 @@ def register(sub) -> None:
     v = vsub.add_parser("pipelines", help="validate pipelines; write a JSON report (ok or excluded with reasons)")
     v.add_argument("--candidates", action="store_true", help="the shipped candidate set (clang_llm.pipelines)")
     v.add_argument("--names", help="with --candidates: only these, comma-separated")
+    v.add_argument("--candidates-file", help="instead of the shipped set, the candidates of this file (the format "
+                                             "of candidates.tsv), e.g. pipelines for a next set")
     v.add_argument("--pipeline-file", action="append", help="a file holding one pipeline (may repeat)")
     v.add_argument("--machine-outliner", action="store_true", help="with --pipeline-file: outliner on")
     v.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")

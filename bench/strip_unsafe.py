@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Candidates for the next set: the shipped validated candidates plus each excluded
+candidate with its unsafe passes (clang_llm.pipelines.UNSAFE_PASSES) removed.
+
+    python bench/strip_unsafe.py [--out bench/results/iroutliner_free.tsv]
+    python bench/fixed_pipelines.py --candidates bench/results/iroutliner_free.tsv \\
+        --out-dir bench/results/iroutliner_free --determinism-sample 20
+
+The stripped pipelines keep everything else search found for them; how much of
+what the excluded candidates saved survives without the pass is what the second
+command measures on the measurement set. None of them is validated: a candidate
+set built from them still needs the gate, labels and a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "python"))
+
+from clang_llm import pipelines  # noqa: E402
+from clang_llm.train import passes as P  # noqa: E402
+
+
+def without(nodes, names: set[str]) -> list:
+    out = []
+    for n in nodes:
+        if n.name in names and not n.is_adaptor:
+            continue
+        out.append(P.Node(n.name, n.params, tuple(without(n.children, names))) if n.is_adaptor else n)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "iroutliner_free.tsv")
+    args = ap.parse_args(argv)
+
+    rows = [c for c in pipelines.candidates() if c.validated]
+    seen = {(c.passes, c.machine_outliner) for c in rows}
+    for c in pipelines.candidates():
+        unsafe = pipelines.unsafe_passes(c.passes)
+        if not unsafe:
+            continue
+        passes = ",".join(n.text() for n in without(P.parse(c.passes), set(unsafe)))
+        name = c.name.removesuffix("+mo") + "-" + "-".join(unsafe) + ("+mo" if c.machine_outliner else "")
+        if (passes, c.machine_outliner) in seen:
+            print(f"{name}: same as a candidate already listed; left out", file=sys.stderr)
+            continue
+        seen.add((passes, c.machine_outliner))
+        rows.append(pipelines.Candidate(name, passes, c.machine_outliner, False, f"{c.name} without {', '.join(unsafe)}"))
+    args.out.write_text(pipelines.write(rows, pipelines.best_fixed().name, {"command": "python bench/strip_unsafe.py"}))
+    print(f"wrote {args.out}: {len(rows)} candidates ({len(rows) - sum(c.validated for c in rows)} stripped)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
