@@ -30,7 +30,7 @@ def src(tmp_path):
 
 
 def mo_candidate():
-    return next(c for c in pipelines.candidates() if c.machine_outliner)
+    return next(c for c in pipelines.candidates() if c.machine_outliner and c.validated)
 
 
 @pytest.mark.parametrize("flag", sorted(HAZARDS))
