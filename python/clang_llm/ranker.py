@@ -197,25 +197,32 @@ class Ranker:
         pred, pool = self.predict(text, residuals=True) if verify else (self.predict(text), None)
         order = sorted(range(len(pred)), key=lambda i: (float(pred[i]), i))
         ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5) for i in order}
-        ranked = [self.candidates[i] for i in order]
+        # Every candidate gets a prediction, but only those that passed the gate
+        # (and were not excluded since) are ranked or measured.
+        ranked = [self.candidates[i] for i in order if self.candidates[i].validated]
         if not verify:
             return ranked, ratios
-        return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool)]
+        usable = [i for i, c in enumerate(self.candidates) if c.validated]
+        return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool, usable)]
 
 
-def verify_order(pred, pool) -> list[int]:
+def verify_order(pred, pool, considered=None) -> list[int]:
     """Candidate indices (-Oz, index 0, left out: verify mode always measures it)
     in the order verify mode should measure them: with a residual pool, the
     greedy cover of pred + each pooled residual (what the sizes may really be);
-    without one, by prediction."""
+    without one, by prediction. considered: the indices it may use (default all
+    but 0); a cover must be built from the candidates verify mode can measure,
+    since one taken out afterwards leaves the rest chosen around a hole."""
     import numpy as np
 
     pred = np.asarray(pred, dtype=np.float64)
+    considered = [i for i in (range(1, len(pred)) if considered is None else considered) if i != 0]
     if pool is None or not len(pool):
-        return [int(i) for i in np.argsort(pred, kind="stable") if i != 0]
+        allowed = set(considered)
+        return [int(i) for i in np.argsort(pred, kind="stable") if i in allowed]
     gains = np.minimum(pred[None, :] + pool, 0.0)
     gains[:, 0] = 0.0
-    return greedy_cover(gains, range(1, len(pred)))[0]
+    return greedy_cover(gains, considered)[0]
 
 
 def greedy_cover(gains, considered) -> tuple[list[int], list[float]]:

@@ -111,9 +111,10 @@ def test_export_carries_metadata_and_matches_torch(exported):
     assert meta["clang_llm.norm"] == ranker.norm_signature() and meta["clang_llm.features"] == ranker.feature_signature()
     r = ranker.Ranker(str(path))
     ranked, predicted = r.rank(SAMPLE)
-    assert sorted(c.name for c in ranked) == sorted(c.name for c in pipelines.candidates())
+    assert sorted(c.name for c in ranked) == sorted(pipelines.usable_names())
+    assert set(predicted) == {c.name for c in pipelines.candidates()}
     assert predicted["oz"] == 1.0
-    assert [predicted[c.name] for c in ranked] == sorted(predicted.values())
+    assert [predicted[c.name] for c in ranked] == sorted(predicted[c.name] for c in ranked)
     enc = ir.encode(SAMPLE, tok)
     with torch.no_grad():
         want = net(torch.as_tensor(ir.pad(enc.chunks))[None], torch.ones(1, len(enc.chunks)),
@@ -127,7 +128,7 @@ def test_feature_only_model_needs_no_tokenizer(tmp_path):
     model.export(tiny(use_tokens=False), path, "", {})
     r = ranker.Ranker(str(path))
     assert r.tokenizer is None and r.inputs == ["features"]
-    assert len(r.rank(SAMPLE)[0]) == K
+    assert len(r.rank(SAMPLE)[0]) == len(pipelines.usable_names())
 
 
 
@@ -152,7 +153,7 @@ def test_gradient_boosting_exports_as_one_ranker_model(tmp_path):
             want[j] = b.predict(row[None, :])[0]
         assert got.shape == (K,) and np.allclose(got, want, atol=1e-5)
     ranked, predicted = r.rank(SAMPLE)
-    assert len(ranked) == K and predicted["oz"] == 1.0
+    assert len(ranked) == len(pipelines.usable_names()) and len(predicted) == K and predicted["oz"] == 1.0
 
 def _rewrite_meta(path: Path, key: str, value: str) -> None:
     m = onnx.load(str(path))
@@ -347,8 +348,11 @@ def test_feature_table_holds_the_runtime_vectors_and_feature_models_train_from_i
     ranked, _, verify = shipped.rank(SAMPLE, verify=True)
     pred, pool = shipped.predict(SAMPLE, residuals=True)
     assert pool.shape == (12, K) and not pool[:, 0].any()
-    assert [c.name for c in verify] == [shipped.candidates[j].name for j in ranker.verify_order(pred, pool)]
-    assert sorted(c.name for c in verify) == sorted(c.name for c in pipelines.candidates() if c.name != "oz")
+    usable = [j for j, c in enumerate(shipped.candidates) if c.validated]
+    assert [c.name for c in verify] == [shipped.candidates[j].name for j in ranker.verify_order(pred, pool, usable)]
+    assert sorted(c.name for c in verify) == sorted(c.name for c in pipelines.candidates()
+                                                    if c.name != "oz" and c.validated)
+    assert [c.name for c in ranked] == [c.name for c in ranked if c.validated] and len(ranked) == len(usable)
     assert "k8" in report["variants"]["mlp"]["val_verify"] and "train_out_of_fold" in report["variants"]["mlp"]
 
     # Without the table and the bitcode: refused, or left out when asked.
@@ -385,5 +389,8 @@ def test_verify_order_covers_what_the_predictions_get_wrong():
     pool = np.array([[0, 0.0, 0.0, 0.0], [0, 0.1, 0.1, -0.05], [0, 0.0, 0.0, 0.02], [0, 0.1, 0.1, 0.0]])
     assert ranker.verify_order(pred, pool) == [1, 3, 2]
     assert ranker.verify_order(pred, None) == [1, 2, 3]          # no pool: by prediction
+    # Only the candidates it may measure: the cover is rebuilt around an excluded one.
+    assert 1 not in ranker.verify_order(pred, pool, [2, 3]) and sorted(ranker.verify_order(pred, pool, [2, 3])) == [2, 3]
+    assert ranker.verify_order(pred, None, [0, 3, 1]) == [1, 3]
     order, after = ranker.greedy_cover(np.minimum(pred + pool, 0.0), [1, 2, 3])
     assert order == [1, 3, 2] and after[1] < after[0] and after[2] == after[1]

@@ -701,13 +701,17 @@ def residual_pool(fit_predict, data: dict, lab: Labels, seed: int, quiet: bool):
 
 
 def verify_orders(pred, pool):
-    """Per module, the order verify mode measures candidates in (ranker.verify_order),
-    for choose_sizes(..., k): -Oz, which verify mode measures besides them, last."""
+    """Per module, the order verify mode measures candidates in (ranker.verify_order
+    over the validated candidates, as the policy builds it), for choose_sizes(..., k):
+    -Oz, which verify mode measures besides them, last."""
     import numpy as np
 
     from .. import ranker
 
-    return usable_first(np.array([ranker.verify_order(p, pool) + [0] for p in pred]))
+    from .. import pipelines
+
+    usable = [j for j, c in enumerate(pipelines.candidates()) if c.validated]
+    return usable_first(np.array([ranker.verify_order(p, pool, usable) + [0] for p in pred]))
 
 
 def fit_lgbm(data: dict, lab: Labels, seed: int):
