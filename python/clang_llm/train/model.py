@@ -706,12 +706,10 @@ def verify_orders(pred, pool):
     -Oz, which verify mode measures besides them, last."""
     import numpy as np
 
-    from .. import ranker
-
-    from .. import pipelines
+    from .. import pipelines, ranker
 
     usable = [j for j, c in enumerate(pipelines.candidates()) if c.validated]
-    return usable_first(np.array([ranker.verify_order(p, pool, usable) + [0] for p in pred]))
+    return np.array([ranker.verify_order(p, pool, usable) + [0] for p in pred])
 
 
 def fit_lgbm(data: dict, lab: Labels, seed: int):
