@@ -303,6 +303,18 @@ RECIPES: dict[str, Recipe] = {
                      note="pristine upstream tree, as in the corpus"),
         cmake_recipe("cjson", ".", "-DENABLE_CJSON_TEST=ON", "-DENABLE_CUSTOM_COMPILER_FLAGS=OFF",
                      test=_CTEST, apply_patches=False, note="pristine upstream tree, as in the corpus"),
+        Recipe(
+            # RunTest compares pcre2test's output on thousands of patterns (interpreter and DFA
+            # matcher, UTF-8, Unicode properties) with the expected files; RunGrepTest does the
+            # same for pcre2grep. Static only: libtool would compile every file twice.
+            package="pcre2",
+            system="autotools",
+            configure=(("./configure", "CC={cc}", "CFLAGS={cflags}", "--disable-shared"),),
+            build=(("make", "-j{jobs}"),),
+            test=(("make", "-j{jobs}", "check"),),
+            apply_patches=False,
+            note="pristine upstream tree, as in the corpus",
+        ),
     )
 }
 

@@ -19,7 +19,7 @@ A pipeline (passes, machine_outliner) passes when
   (data/gate_regressions/), each reduced from the case that was found, pass;
 - csmith: on csmith-generated programs (fixed seeds) the output equals -O0's;
 - programs: real Debian source packages (zlib, bzip2, lua5.4, xz-utils, jansson,
-  cjson; the recipes of clang_llm.debsrc) built with the pipeline through their own build
+  cjson, pcre2; the recipes of clang_llm.debsrc) built with the pipeline through their own build
   systems still pass their own test suites. Single-file tests miss what whole
   programs exercise: s19+mo passed the other suites and broke zlib's inflate.
 
@@ -89,8 +89,9 @@ REGRESSIONS_DIR = "gate_regressions"
 # Packages with a debsrc recipe whose test suite checks the program's behaviour:
 # zlib's example round-trips (de)compression, bzip2 compares against reference
 # streams, Lua checks its VM and libraries, xz runs ~30 C test programs, jansson
-# and cJSON parse and print JSON in 213 and 19 unit tests.
-PROGRAMS = ("zlib", "bzip2", "lua5.4", "xz-utils", "jansson", "cjson")
+# and cJSON parse and print JSON in 213 and 19 unit tests, PCRE2 matches thousands
+# of regular expressions against expected output.
+PROGRAMS = ("zlib", "bzip2", "lua5.4", "xz-utils", "jansson", "cjson", "pcre2")
 # Whole builds and test suites: minutes, not seconds, on a loaded machine.
 PROGRAM_TIMEOUT = 900.0
 REPORT = "validation.json"
