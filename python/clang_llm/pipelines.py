@@ -159,6 +159,12 @@ def usable_names() -> list[str]:
     return [c.name for c in candidates() if c.validated]
 
 
+def usable_indices() -> list[int]:
+    """usable_names() as positions in candidates(): the columns of a model's
+    predictions and of a label table that a policy may choose or measure."""
+    return [i for i, c in enumerate(candidates()) if c.validated]
+
+
 def verify_order() -> list[Candidate]:
     """The order verify mode measures candidates in for a back end that knows
     nothing about the module (-Oz is measured besides): the header's

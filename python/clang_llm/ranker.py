@@ -194,6 +194,8 @@ class Ranker:
         verify, also the order verify mode should measure them in."""
         import math
 
+        from . import pipelines
+
         pred, pool = self.predict(text, residuals=True) if verify else (self.predict(text), None)
         order = sorted(range(len(pred)), key=lambda i: (float(pred[i]), i))
         ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5) for i in order}
@@ -202,8 +204,7 @@ class Ranker:
         ranked = [self.candidates[i] for i in order if self.candidates[i].validated]
         if not verify:
             return ranked, ratios
-        usable = [i for i, c in enumerate(self.candidates) if c.validated]
-        return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool, usable)]
+        return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool, pipelines.usable_indices())]
 
 
 def verify_order(pred, pool, considered=None) -> list[int]:

@@ -201,8 +201,7 @@ def usable_first(order):
 
     from .. import pipelines
 
-    ok = set(pipelines.usable_names())
-    bad = {j for j, c in enumerate(pipelines.candidates()) if c.name not in ok}
+    bad = set(range(len(pipelines.candidates()))) - set(pipelines.usable_indices())
     if not bad:
         return order
     return np.array([[j for j in row if j not in bad] + [j for j in row if j in bad] for row in order])
@@ -708,7 +707,7 @@ def verify_orders(pred, pool):
 
     from .. import pipelines, ranker
 
-    usable = [j for j, c in enumerate(pipelines.candidates()) if c.validated]
+    usable = pipelines.usable_indices()
     return np.array([ranker.verify_order(p, pool, usable) + [0] for p in pred])
 
 
