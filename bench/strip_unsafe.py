@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         unsafe = pipelines.unsafe_passes(c.passes)
         if not unsafe:
             continue
-        passes = ",".join(n.text() for n in without(P.parse(c.passes), set(unsafe)))
+        passes = P.unparse(without(P.parse(c.passes), set(unsafe)))
         name = c.name.removesuffix("+mo") + "-" + "-".join(unsafe) + ("+mo" if c.machine_outliner else "")
         if (passes, c.machine_outliner) in seen:
             print(f"{name}: same as a candidate already listed; left out", file=sys.stderr)
