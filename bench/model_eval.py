@@ -85,6 +85,13 @@ def main(argv=None) -> int:
     if missing:
         print(f"model_eval: {len(missing)} {args.split} modules have neither bitcode here nor a row in the "
               "feature table; left out", file=sys.stderr)
+    scored = set(lab.scored(args.split))
+    unmeasured = [i for i in rows if i not in scored]
+    if unmeasured:
+        # An extended table may lack the newer candidates where no bitcode was at hand.
+        print(f"model_eval: {len(unmeasured)} {args.split} modules lack some candidate's evaluation; left out",
+              file=sys.stderr)
+        rows = [i for i in rows if i in scored]
     if not rows:
         print(f"model_eval: no {args.split} modules in {lab.source}", file=sys.stderr)
         return 2
@@ -132,7 +139,7 @@ def main(argv=None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/model_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "labels": lab.source, "split": args.split, "modules": len(rows), "packages": len(set(packages)),
-        "left_out_without_bitcode": len(missing),
+        "left_out_without_bitcode": len(missing), "left_out_unmeasured": len(unmeasured),
         "from_feature_table": sum(lab.modules[i] in table for i in rows),
         "model": r.path, "model_meta": {k: v for k, v in r.meta.items() if k not in ("candidates",)},
         "prediction_mae_log_ratio": float(np.abs(pred - y[rows])[known].mean()),
@@ -147,7 +154,9 @@ def main(argv=None) -> int:
     md = [
         f"# Model evaluation ({args.split} split, held out)", "",
         f"{len(rows)} modules from {len(set(packages))} packages of `{lab.source}`"
-        + (f" ({len(missing)} with neither bitcode nor a feature-table row left out)" if missing else "") + f"; model `{r.path}` "
+        + (f" ({len(missing)} with neither bitcode nor a feature-table row left out)" if missing else "")
+        + (f" ({len(unmeasured)} not measured under every candidate left out)" if unmeasured else "")
+        + f"; model `{r.path}` "
         f"(variant {r.meta.get('variant', '?')}, inputs {r.meta.get('inputs')}). Sizes are .text bytes "
         "measured with clang -Oz's code generator; ratios are policy / -Oz (lower is better).", "",
         "## Per module", "",

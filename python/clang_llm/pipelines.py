@@ -191,14 +191,17 @@ def retired_names() -> set[str]:
     return set(_load()[0].get("retired", "").split())
 
 
-def set_hash() -> str:
+def set_hash(cands=None) -> str:
     """Identifies the candidate set (model metadata, label tables): the rows'
     names, knobs and passes. Not the header: which candidate is the default
-    changes nothing a model predicts (the fingerprint hashes the whole file)."""
+    changes nothing a model predicts (the fingerprint hashes the whole file).
+    cands: another list of candidates (default the shipped set), e.g. the
+    shipped rows a label table was made for, to check that it still describes
+    them."""
     import hashlib
 
     h = hashlib.sha256()
-    for c in candidates():
+    for c in candidates() if cands is None else cands:
         h.update(f"{c.name}\t{int(c.machine_outliner)}\t{c.passes}\n".encode())
     return h.hexdigest()[:16]
 
@@ -221,6 +224,26 @@ def set_best_fixed(name: str, provenance: dict, verify: list[str] | None = None)
     out = Path(__file__).with_name("data") / "candidates.tsv"
     order = verify if verify is not None else meta.get("verify_order", "").split()
     out.write_text(write(list(cands), name, prov, retired_names(), order))
+    _memo.clear()
+    return out
+
+
+def add_candidates(new: list[Candidate]) -> Path:
+    """Rewrite candidates.tsv (the source tree's copy) with new rows appended:
+    appending keeps every earlier column of a label table or model where it was."""
+    from pathlib import Path
+
+    meta, cands = _load()
+    names = {c.name for c in cands}
+    for c in new:
+        if c.name in names:
+            raise ValueError(f"candidate {c.name!r} exists already")
+        names.add(c.name)
+    import json
+
+    out = Path(__file__).with_name("data") / "candidates.tsv"
+    out.write_text(write([*cands, *new], meta["best_fixed"], json.loads(meta.get("provenance") or "{}"),
+                         retired_names(), meta.get("verify_order", "").split()))
     _memo.clear()
     return out
 

@@ -23,14 +23,15 @@ from . import committed_dir, data_root
 from .search import add_eval_options
 
 
-def build(modules: list[dict], store, args) -> "pyarrow.Table":  # noqa: F821
+def build(modules: list[dict], store, args, cands=None) -> "pyarrow.Table":  # noqa: F821
+    """The rows of modules x cands (default: every shipped candidate)."""
     import pyarrow as pa
 
     from .. import pipelines
     from . import evaluate
     from .store import pipeline_key
 
-    cands = pipelines.candidates()
+    cands = pipelines.candidates() if cands is None else cands
     jobs = [evaluate.Job(m["hash"], str(m["path"]), c.passes, c.machine_outliner) for m in modules for c in cands]
     res = evaluate.run(jobs, store, backend=args.backend, workers=args.workers, timeout=args.timeout,
                        address=args.address, progress=not args.quiet, desc="labels")
@@ -43,11 +44,76 @@ def build(modules: list[dict], store, args) -> "pyarrow.Table":  # noqa: F821
                          ("candidate", c.name), ("text", r.text), ("data", r.data),
                          ("ir_instructions", r.ir_instructions), ("error", r.error)):
                 cols[k].append(v)
-    table = pa.table(cols)
-    meta = {"candidate_set": pipelines.set_hash(), "candidates": json.dumps([c.name for c in cands]),
-            "command": "clang-llm-data " + " ".join(sys.argv[1:]), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                          time.gmtime())}
+    return _stamped(pa.table(cols))
+
+
+def _stamped(table, **extra):
+    from .. import pipelines
+
+    meta = {"candidate_set": pipelines.set_hash(),
+            "candidates": json.dumps([c.name for c in pipelines.candidates()]),
+            "command": "clang-llm-data " + " ".join(sys.argv[1:]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
     return table.replace_schema_metadata({k: str(v) for k, v in meta.items()})
+
+
+def extend(old, store, args, bitcode: dict[str, str]):
+    """The label table `old` brought up to the shipped candidate set when that
+    set only appended candidates since `old` was made: every (module, candidate)
+    pair the table lacks is measured where the module's bitcode is at hand
+    (bitcode: hash -> .bc path). A pair without bitcode stays absent, which
+    load_labels reads as not measured (training masks it, scores leave the
+    module out), so a partly rebuilt corpus yields a usable table now and a
+    later run on more bitcode fills it in; the metadata keeps each run's counts.
+    Refuses when a candidate `old` was made for is gone or changed its pipeline:
+    its rows would describe another pipeline under the same name.
+    Returns (table, pairs measured now, pairs still absent)."""
+    import pyarrow as pa
+
+    from .. import pipelines
+
+    meta = old.schema.metadata or {}
+    old_names = json.loads(meta.get(b"candidates", b"[]"))
+    current = pipelines.candidates()
+    by_name = {c.name: c for c in current}
+    dropped = [n for n in old_names if n not in by_name]
+    if dropped:
+        raise ValueError(f"the label table measures candidates the set no longer has ({', '.join(dropped)}): "
+                         "relabel with `clang-llm-data labels`")
+    if [c.name for c in current[:len(old_names)]] != old_names or \
+            pipelines.set_hash(current[:len(old_names)]) != meta.get(b"candidate_set", b"").decode():
+        raise ValueError("the candidates the label table was made for changed (names, order or pipelines): "
+                         "relabel with `clang-llm-data labels`")
+    cols = old.to_pydict()
+    seen: dict[str, dict] = {}
+    have: dict[str, set[str]] = {}
+    for h, p, s, c in zip(cols["module"], cols["package"], cols["split"], cols["candidate"]):
+        seen.setdefault(h, {"hash": h, "package": p, "split": s})
+        have.setdefault(h, set()).add(c)
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    absent = 0
+    for h, m in seen.items():
+        lacking = tuple(c.name for c in current if c.name not in have[h])
+        if lacking and h in bitcode:
+            groups.setdefault(lacking, []).append({**m, "path": bitcode[h]})
+        elif lacking:
+            absent += len(lacking)
+    parts = [old.replace_schema_metadata(None)]
+    schema = parts[0].schema
+    measured, per_split = 0, {}
+    for lacking, mods in groups.items():
+        parts.append(build(mods, store, args, [by_name[n] for n in lacking]).replace_schema_metadata(None)
+                     .cast(schema))
+        measured += len(lacking) * len(mods)
+        for m in mods:
+            per_split[m["split"]] = per_split.get(m["split"], 0) + len(lacking)
+    history = json.loads(meta.get(b"extended", b"[]"))
+    if measured or len(current) > len(old_names):
+        history.append({"added": [c.name for c in current[len(old_names):]], "pairs_measured": measured,
+                        "pairs_absent": absent, "measured_per_split": per_split,
+                        "date": time.strftime("%Y-%m-%d")})
+    return _stamped(pa.concat_tables(parts), extended=json.dumps(history),
+                    base_command=meta.get(b"base_command", meta.get(b"command", b"")).decode()), measured, absent
 
 
 def read(path: Path | None = None):
@@ -70,6 +136,8 @@ def _cmd_labels(args) -> int:
     from . import corpus
     from .store import Store
 
+    if args.extend:
+        return _cmd_extend(args)
     modules = []
     for i, split in enumerate(args.splits):
         mods = sorted((m for m in corpus.modules(split) if m.get("ir_instructions", 1) <= args.max_instructions),
@@ -87,6 +155,29 @@ def _cmd_labels(args) -> int:
     pq.write_table(table, out, compression="zstd")
     failed = sum(1 for e in table.column("error").to_pylist() if e)
     print(f"wrote {out}: {table.num_rows} rows ({len(modules)} modules), {failed} failed evaluations")
+    return 0
+
+
+def _cmd_extend(args) -> int:
+    import pyarrow.parquet as pq
+
+    from . import corpus
+    from .store import Store
+
+    src = args.extend if isinstance(args.extend, Path) else committed_dir() / "labels.parquet"
+    old = pq.read_table(src)
+    bitcode = {m["hash"]: m["path"] for m in corpus.modules(include_tests=True, include_empty=True)
+               if Path(m["path"]).is_file()}
+    try:
+        with Store(args.store or data_root() / "results.sqlite") as store:
+            table, measured, absent = extend(old, store, args, bitcode)
+    except ValueError as e:
+        print(f"clang-llm-data labels: error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or src
+    pq.write_table(table, out, compression="zstd")
+    print(f"wrote {out}: {table.num_rows} rows; {measured} evaluations added, {absent} (module, candidate) pairs "
+          "still absent (no bitcode in this corpus: run again after building more)")
     return 0
 
 
@@ -150,5 +241,9 @@ def register(sub) -> None:
                    help="a seeded sample of N modules per split (one N per split, or one for all; 0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
+    p.add_argument("--extend", nargs="?", type=Path, const=True, metavar="TABLE",
+                   help="measure the (module, candidate) pairs a table (default: the committed one) lacks, e.g. "
+                        "after candidates were appended, where this corpus has the bitcode; rerun after building "
+                        "more; the options that pick modules do not apply")
     add_eval_options(p)
     p.set_defaults(func=_cmd_labels)

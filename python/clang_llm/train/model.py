@@ -65,15 +65,33 @@ class Labels:
     package: list[str]
     split: list[str]
     candidates: list[str]        # in clang_llm.pipelines.candidates() order; "oz" first
-    text: "np.ndarray"           # noqa: F821  [M, K] float64, NaN where the evaluation failed
+    text: "np.ndarray"           # noqa: F821  [M, K] float64, NaN where the evaluation failed or was not made
     source: str = ""             # where the table came from (for reports)
+    # [M, K] bool: the table has the evaluation (failed or not); None: all made.
+    # A candidate added to an extended table lacks rows where no bitcode was at hand.
+    measured: "np.ndarray | None" = None  # noqa: F821
 
     def rows(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.split) if s == split]
 
+    def scored(self, split: str, columns: list[int] | None = None) -> list[int]:
+        """rows(split) whose every candidate (or every one of columns) was
+        evaluated: what scores and orders are computed on, since a module that
+        was never measured under a candidate must not count as if the candidate
+        failed there (a failure counts as -Oz; an unmeasured one is unknown)."""
+        rows = self.rows(split)
+        if self.measured is None:
+            return rows
+        m = self.measured if columns is None else self.measured[:, columns]
+        return [i for i in rows if m[i].all()]
+
     def subset(self, keep: list[int]) -> "Labels":
         return Labels([self.modules[i] for i in keep], [self.package[i] for i in keep],
-                      [self.split[i] for i in keep], self.candidates, self.text[keep], self.source)
+                      [self.split[i] for i in keep], self.candidates, self.text[keep], self.source,
+                      None if self.measured is None else self.measured[keep])
+
+    def with_split(self, split: list[str]) -> "Labels":
+        return Labels(self.modules, self.package, split, self.candidates, self.text, self.source, self.measured)
 
 
 def load_labels(path: Path | None) -> Labels:
@@ -94,13 +112,17 @@ def load_labels(path: Path | None) -> Labels:
             package.append(p)
             split.append(s)
     text = np.full((len(index), len(names)), np.nan)
+    measured = np.zeros(text.shape, dtype=bool)
     for h, c, t, err in zip(cols["module"], cols["candidate"], cols["text"], cols["error"]):
-        if c in col and not err and t is not None:
-            text[index[h], col[c]] = t
+        if c in col:
+            measured[index[h], col[c]] = True
+            if not err and t is not None:
+                text[index[h], col[c]] = t
     keep = ~np.isnan(text[:, 0])  # a module without an -Oz size has nothing to compare with
     mods = [h for h, k in zip(index, keep) if k]
     return Labels(mods, [p for p, k in zip(package, keep) if k], [s for s, k in zip(split, keep) if k],
-                  names, text[keep], str(path or committed_dir() / "labels.parquet"))
+                  names, text[keep], str(path or committed_dir() / "labels.parquet"),
+                  None if measured[keep].all() else measured[keep])
 
 
 def targets(text):
@@ -140,11 +162,11 @@ def coverage_order(lab: Labels, only: list[str] | None = None) -> tuple[list[int
 
     from .. import ranker
 
-    t = lab.text[lab.rows("train")]
+    considered = [j for j, n in enumerate(lab.candidates) if j != 0 and (only is None or n in only)]
+    t = lab.text[lab.scored("train", considered)]
     t = t[t[:, 0] > 0]
     gain = np.minimum(np.nan_to_num(targets(t), nan=0.0), 0.0)
-    order, after = ranker.greedy_cover(
-        gain, [j for j, n in enumerate(lab.candidates) if j != 0 and (only is None or n in only)])
+    order, after = ranker.greedy_cover(gain, considered)
     return order, after, len(t)
 
 
@@ -578,7 +600,7 @@ def fit(variant: str, data: dict, lab: Labels, vocab: int, cfg: TrainConfig, wor
 
     torch, _ = _torch()
     feats, y = data["feats"], data["y"]
-    train, val = lab.rows("train"), lab.rows("validation")
+    train, val = lab.rows("train"), lab.scored("validation")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     np.random.seed(cfg.seed)
@@ -670,7 +692,7 @@ def package_folds(lab: Labels, folds: int, seed: int) -> list[Labels]:
     out = []
     for f in range(folds):
         split = ["held-out" if s == "train" and fold_of[p] == f else s for s, p in zip(lab.split, lab.package)]
-        out.append(Labels(lab.modules, lab.package, split, lab.candidates, lab.text, lab.source))
+        out.append(lab.with_split(split))
     return out
 
 
@@ -692,7 +714,8 @@ def residual_pool(fit_predict, data: dict, lab: Labels, seed: int, quiet: bool):
             print(f"residuals: fold {f + 1}/{RESIDUAL_FOLDS} ({len(held)} held-out modules)", file=sys.stderr)
         oof[held] = fit_predict(flab, f)[held]
         held_out[held] = True
-    rows = np.flatnonzero(held_out & (lab.text[:, 0] > 0))
+    complete = np.ones(len(y), dtype=bool) if lab.measured is None else lab.measured.all(axis=1)
+    rows = np.flatnonzero(held_out & complete & (lab.text[:, 0] > 0))
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(RESIDUAL_POOL, len(rows)), replace=False))
     pool = (y[pick] - oof[pick]).astype(np.float32)
     pool[:, 0] = 0.0
@@ -946,11 +969,14 @@ def run(args) -> dict:
 
     t0 = time.time()
     lab, data, vocab, tok_hash = prepare(args)
-    train, val = lab.rows("train"), lab.rows("validation")
+    # Scores only on modules every candidate was measured on (all of them unless
+    # the table was extended on a partly rebuilt corpus); training uses every row.
+    train, val = lab.scored("train"), lab.scored("validation")
     text = lab.text
     report: dict = {
         "labels": lab.source,
         "modules": {s: len(lab.rows(s)) for s in ("train", "validation", "test")},
+        "scored_modules": {s: len(lab.scored(s)) for s in ("train", "validation", "test")},
         "packages": {s: len({lab.package[i] for i in lab.rows(s)}) for s in ("train", "validation", "test")},
         "candidates": lab.candidates,
         "tokenizer": {"hash": tok_hash, "vocab": vocab},

@@ -1340,6 +1340,69 @@ def _cmd_pipelines(args) -> int:
     return 2 if failed_any and args.check else 0
 
 
+def admit(path: Path, report_path: Path, names: list[str] | None = None) -> list[str]:
+    """Add candidates gated outside the shipped set (`validate pipelines
+    --candidates-file`) to it: each named row of the candidates file (default:
+    every row the shipped set lacks) joins candidates.tsv as validated, and its
+    gate entry joins the shipped report, only if that entry is a full, passing
+    run of every suite of this gate, for the same pipeline, on this toolchain.
+    Returns the names added. The new rows go last, so that a label table of the
+    set before can be extended (`clang-llm-data labels --extend`)."""
+    from .. import pipelines
+    from .store import pipeline_key
+
+    shipped = {c.name: c for c in pipelines.candidates()}
+    rows = pipelines.parse(Path(path).read_text())[1]
+    if names is None:
+        todo = [c for c in rows if c.name not in shipped]
+    else:
+        by = {c.name: c for c in rows}
+        unknown = [n for n in names if n not in by]
+        if unknown:
+            raise ValidateError(f"{path} has no candidates named {', '.join(unknown)}")
+        todo = [by[n] for n in names]
+    gate = {(e["name"], e["key"]): e for e in json.loads(Path(report_path).read_text())["pipelines"]}
+    retired = pipelines.retired_names()
+    entries = []
+    for c in todo:
+        if c.name in shipped:
+            raise ValidateError(f"{c.name}: the shipped set has a candidate of that name")
+        if c.name.removesuffix("+mo") in retired:
+            raise ValidateError(f"{c.name}: an earlier set's candidate carried that name")
+        if pipelines.unsafe_passes(c.passes):
+            raise ValidateError(f"{c.name}: contains {', '.join(pipelines.unsafe_passes(c.passes))}")
+        e = gate.get((c.name, pipeline_key(c.passes, c.machine_outliner)))
+        why = ("no gate entry for this pipeline" if e is None
+               else "not a full run of every suite" if not (e.get("full") and set(e["suites"]) == set(SUITES))
+               else "excluded: " + "; ".join(e.get("reasons", [])) if not e.get("ok")
+               else f"gated on another toolchain ({e['toolchain']})" if e.get("toolchain") != toolchain_id()
+               else None)
+        if why:
+            raise ValidateError(f"{c.name}: {why} in {report_path}")
+        entries.append(e)
+    if not todo:
+        return []
+    pipelines.add_candidates([c._replace(validated=True) for c in todo])
+    shipped_report = committed_dir() / REPORT
+    rep = json.loads(shipped_report.read_text())
+    keep = {(e["name"], e["key"]) for e in entries}
+    rep["pipelines"] = sorted([e for e in rep["pipelines"] if (e["name"], e["key"]) not in keep] + entries,
+                              key=lambda e: e["name"])
+    write_atomic(shipped_report, json.dumps(rep, indent=1) + "\n")
+    return [c.name for c in todo]
+
+
+def _cmd_admit(args) -> int:
+    try:
+        added = admit(Path(args.candidates_file), Path(args.report), args.names.split(",") if args.names else None)
+    except (ValidateError, OSError, KeyError, ValueError) as e:
+        print(f"clang-llm-data: error: {e}", file=sys.stderr)
+        return 1
+    print(f"admitted {len(added)} candidate(s): {' '.join(added) or '-'}; the label table, best-fixed and the "
+          "model now need `labels --extend`, `best-fixed --write` and `train`", file=sys.stderr)
+    return 0
+
+
 def _cmd_policy(args) -> int:
     from .. import pipelines
 
@@ -1390,6 +1453,12 @@ def register(sub) -> None:
     v.add_argument("--report", default=str(committed_dir() / REPORT))
     v.add_argument("--check", action="store_true", help="exit with status 2 if any pipeline is excluded")
     v.set_defaults(func=_cmd_pipelines)
+    a = vsub.add_parser("admit", help="add candidates that passed the whole gate in another report "
+                                      "(validate pipelines --candidates-file) to the shipped set")
+    a.add_argument("--candidates-file", required=True, help="where the rows come from (candidates.tsv format)")
+    a.add_argument("--report", required=True, help="the gate report of that file's pipelines")
+    a.add_argument("--names", help="only these, comma-separated (default: every row the shipped set lacks)")
+    a.set_defaults(func=_cmd_admit)
     q = vsub.add_parser("policy", help="the gate's test programs compiled with -Oz-llm under a policy back end "
                                        "(the decisions a build gets); exit status 2 if any test fails")
     q.add_argument("--backend", default="onnx", help="CLANG_LLM_POLICY for the compiles (default onnx)")
