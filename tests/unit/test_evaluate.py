@@ -349,3 +349,30 @@ def test_cli_evaluates_candidates_and_pipeline_files(corpus, tmp_path, capsys):
     # Rerun: nothing left to do.
     assert args.func(args) == 0
     assert f"0 evaluated (0 failed), {len(corpus) * (n_cands + 1)} already in" in capsys.readouterr().out
+
+
+def test_labels_extend_measures_only_the_missing_pairs(corpus, expected, tmp_path, monkeypatch):
+    """A label table made for the first two candidates, extended after two more
+    were appended: the new pairs are what _core measures, the module without
+    bitcode keeps none, and the store was asked for nothing twice."""
+    from clang_llm import pipelines
+    from clang_llm.train import labels
+
+    cands = tuple(pipelines.Candidate(n, p, mo) for n, (p, mo) in zip(("oz", "sink", "oz+mo", "ic"), _pipelines()))
+    args = argparse.Namespace(backend="local", workers=1, timeout=60.0, address=None, quiet=True)
+    mods = [{"hash": h, "path": str(bc), "package": "tiny", "split": "train"} for h, bc in corpus]
+    monkeypatch.setattr(pipelines, "candidates", lambda: cands[:2])
+    with Store(tmp_path / "s.sqlite") as store:
+        old = labels.build(mods, store, args)
+    monkeypatch.setattr(pipelines, "candidates", lambda: cands)
+    with Store(tmp_path / "s.sqlite") as store:
+        before = len(store.table())
+        table, measured, absent = labels.extend(old, store, args, {h: str(bc) for h, bc in corpus[1:]})
+        assert len(store.table()) == before + measured
+    assert (measured, absent) == (2 * (len(corpus) - 1), 2)
+    got = {(r["module"], r["candidate"]): r["text"] for r in table.to_pylist()}
+    assert len(got) == table.num_rows == 2 * len(corpus) + measured
+    for h, _ in corpus[1:]:
+        for c in cands[2:]:
+            assert got[(h, c.name)] == expected[(h, pipeline_key(c.passes, c.machine_outliner))]["text"]
+    assert not any((corpus[0][0], c.name) in got for c in cands[2:])
