@@ -1104,7 +1104,11 @@ def write_report(report: dict, stem: Path) -> None:
         f"Labels: `{report['labels']}`; modules train/validation/test: "
         f"{report['modules']['train']}/{report['modules']['validation']}/{report['modules']['test']} "
         f"from {report['packages']['train']}/{report['packages']['validation']}/{report['packages']['test']} packages. "
-        f"Candidates: {len(report['candidates'])}. Best fixed on training: `{report['best_fixed']}`. "
+        + (f"Scored on the modules measured under every candidate: "
+           f"{report['scored_modules']['train']}/{report['scored_modules']['validation']}/"
+           f"{report['scored_modules']['test']}. " if report.get("scored_modules", report["modules"])
+           != report["modules"] else "")
+        + f"Candidates: {len(report['candidates'])}. Best fixed on training: `{report['best_fixed']}`. "
         f"Command: `{report['command']}` ({report['seconds']} s).", "",
         "Ratios are .text under the policy's choice / .text under -Oz; geomean over modules with code.", "",
         "Verify k: the smallest of -Oz and k measured candidates, in the variant's verify order (a model's "
