@@ -206,46 +206,47 @@ def set_hash(cands=None) -> str:
     return h.hexdigest()[:16]
 
 
-def set_best_fixed(name: str, provenance: dict, verify: list[str] | None = None) -> Path:
-    """Rewrite candidates.tsv (the source tree's copy) with another default and,
-    if given, another verify order (else the file's stays)."""
+def _rewrite(cands, best: str | None = None, best_provenance: dict | None = None,
+             verify: list[str] | None = None) -> Path:
+    """Write candidates.tsv (the source tree's copy) with these rows; the header
+    keeps the file's default, provenance, retired names and verify order unless
+    given anew."""
+    import json
     from pathlib import Path
 
-    meta, cands = _load()
+    meta = _load()[0]
+    prov = json.loads(meta.get("provenance") or "{}")
+    if best_provenance is not None:
+        prov["best_fixed"] = best_provenance
+    out = Path(__file__).with_name("data") / "candidates.tsv"
+    out.write_text(write(list(cands), best or meta["best_fixed"], prov, retired_names(),
+                         verify if verify is not None else meta.get("verify_order", "").split()))
+    _memo.clear()
+    return out
+
+
+def set_best_fixed(name: str, provenance: dict, verify: list[str] | None = None) -> Path:
+    """Rewrite candidates.tsv with another default and, if given, another
+    verify order (else the file's stays)."""
+    cands = candidates()
     for n in [name, *(verify or [])]:
         if n not in {c.name for c in cands}:
             raise KeyError(f"no candidate pipeline named {n!r}")
         if not by_name(n).validated:
             raise ValueError(f"{n} has not passed the validation gate")
-    import json
-
-    prov = json.loads(meta.get("provenance") or "{}")
-    prov["best_fixed"] = provenance
-    out = Path(__file__).with_name("data") / "candidates.tsv"
-    order = verify if verify is not None else meta.get("verify_order", "").split()
-    out.write_text(write(list(cands), name, prov, retired_names(), order))
-    _memo.clear()
-    return out
+    return _rewrite(cands, name, provenance, verify)
 
 
 def add_candidates(new: list[Candidate]) -> Path:
-    """Rewrite candidates.tsv (the source tree's copy) with new rows appended:
-    appending keeps every earlier column of a label table or model where it was."""
-    from pathlib import Path
-
-    meta, cands = _load()
+    """Rewrite candidates.tsv with new rows appended: appending keeps every
+    earlier column of a label table or model where it was."""
+    cands = candidates()
     names = {c.name for c in cands}
     for c in new:
         if c.name in names:
             raise ValueError(f"candidate {c.name!r} exists already")
         names.add(c.name)
-    import json
-
-    out = Path(__file__).with_name("data") / "candidates.tsv"
-    out.write_text(write([*cands, *new], meta["best_fixed"], json.loads(meta.get("provenance") or "{}"),
-                         retired_names(), meta.get("verify_order", "").split()))
-    _memo.clear()
-    return out
+    return _rewrite([*cands, *new])
 
 
 # --- derivations from clang's pipeline --------------------------------------

@@ -80,8 +80,8 @@ def extend(old, store, args, bitcode: dict[str, str]):
     if dropped:
         raise ValueError(f"the label table measures candidates the set no longer has ({', '.join(dropped)}): "
                          "relabel with `clang-llm-data labels`")
-    if [c.name for c in current[:len(old_names)]] != old_names or \
-            pipelines.set_hash(current[:len(old_names)]) != meta.get(b"candidate_set", b"").decode():
+    # The hash covers the rows' names and order as well as their pipelines.
+    if pipelines.set_hash(current[:len(old_names)]) != meta.get(b"candidate_set", b"").decode():
         raise ValueError("the candidates the label table was made for changed (names, order or pipelines): "
                          "relabel with `clang-llm-data labels`")
     cols = old.to_pydict()

@@ -1369,8 +1369,9 @@ def admit(path: Path, report_path: Path, names: list[str] | None = None) -> list
             raise ValidateError(f"{c.name}: the shipped set has a candidate of that name")
         if c.name.removesuffix("+mo") in retired:
             raise ValidateError(f"{c.name}: an earlier set's candidate carried that name")
-        if pipelines.unsafe_passes(c.passes):
-            raise ValidateError(f"{c.name}: contains {', '.join(pipelines.unsafe_passes(c.passes))}")
+        unsafe = pipelines.unsafe_passes(c.passes)
+        if unsafe:
+            raise ValidateError(f"{c.name}: contains {', '.join(unsafe)}")
         e = gate.get((c.name, pipeline_key(c.passes, c.machine_outliner)))
         why = ("no gate entry for this pipeline" if e is None
                else "not a full run of every suite" if not (e.get("full") and set(e["suites"]) == set(SUITES))
