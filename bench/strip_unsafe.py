@@ -25,15 +25,6 @@ from clang_llm import pipelines  # noqa: E402
 from clang_llm.train import passes as P  # noqa: E402
 
 
-def without(nodes, names: set[str]) -> list:
-    out = []
-    for n in nodes:
-        if n.name in names and not n.is_adaptor:
-            continue
-        out.append(P.Node(n.name, n.params, tuple(without(n.children, names))) if n.is_adaptor else n)
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "iroutliner_free.tsv")
@@ -45,7 +36,7 @@ def main(argv=None) -> int:
         unsafe = pipelines.unsafe_passes(c.passes)
         if not unsafe:
             continue
-        passes = P.unparse(without(P.parse(c.passes), set(unsafe)))
+        passes = P.unparse(P.without(P.parse(c.passes), set(unsafe)))
         name = c.name.removesuffix("+mo") + "-" + "-".join(unsafe) + ("+mo" if c.machine_outliner else "")
         if (passes, c.machine_outliner) in seen:
             print(f"{name}: same as a candidate already listed; left out", file=sys.stderr)

@@ -347,3 +347,79 @@ def test_select_reports_the_shipped_set_on_the_same_validation_modules(fake_eval
     best = min(_fake_size(c.passes, c.machine_outliner) for c in pipelines.candidates()[:k]) / 1000
     assert best < 1.0 and shipped["oracle_of_k"][str(k)]["geomean"] == pytest.approx(best)
     assert report["validation_modules"] == 3
+
+
+def test_from_set_seeds_start_at_the_sets_oracle(fake_evaluate):
+    """search --from-set seeds each module with the shipped validated pipelines,
+    so its seed oracle is the set's oracle and a winner is what the set misses."""
+    mods = [{"hash": "00000000000000bb", "path": "/x.bc"}]
+    args = _args()
+    args.from_set = True
+    states = search.search(mods, None, budget=80, round_size=10, seed=2, args=args)
+    shipped = [c for c in pipelines.candidates() if c.validated]
+    seen = {j.passes for j in fake_evaluate}
+    assert all(c.passes in seen for c in shipped)
+    summary = search.summarise(states, search.minimise(states, None, args), from_set=True)
+    seed_best = min(_fake_size(i.passes(), i.machine_outliner) for i in search.seed_list(True))
+    assert summary["rows"][0]["seed_best_text"] == seed_best
+    assert summary["rows"][0]["winner_text"] <= seed_best
+    # A shipped base reads as its candidate, not as a random pipeline.
+    c = next(c for c in shipped if c.name != "oz")
+    assert P.Individual(c.passes, (), c.machine_outliner).describe().startswith(c.name.removesuffix("+mo"))
+
+
+def test_without_drops_a_pass_everywhere_and_keeps_the_rest():
+    text = "function(instcombine<no-verify-fixpoint>,loop(loop-deletion)),iroutliner,globaldce,iroutliner"
+    assert P.unparse(P.without(P.parse(text), {"iroutliner"})) == \
+        "function(instcombine<no-verify-fixpoint>,loop(loop-deletion)),globaldce"
+    assert P.unparse(P.without(P.parse(text), {"loop-deletion"})) == \
+        "function(instcombine<no-verify-fixpoint>,loop()),iroutliner,globaldce,iroutliner"
+
+
+def test_safe_pool_strips_unsafe_passes_and_what_is_shipped():
+    shipped_c = [c for c in pipelines.candidates() if c.validated]
+    shipped = [P.Individual(c.passes, (), c.machine_outliner) for c in shipped_c]
+    c = shipped_c[1]
+    with_iro = P.Individual(c.passes, (("append", "iroutliner"),), c.machine_outliner)
+    new = P.Individual("oz", (("append", "mergefunc"), ("append", "iroutliner")), True)
+    pool = select.safe_pool([with_iro, new, shipped[2]], shipped)
+    assert len(pool) == 1   # with_iro stripped is shipped; shipped[2] is shipped
+    assert "iroutliner" not in pool[0].passes() and pool[0].passes().endswith(",mergefunc")
+    assert pool[0].machine_outliner
+
+
+def test_grow_picks_what_the_set_misses_and_writes_a_candidates_file(fake_evaluate, monkeypatch, tmp_path):
+    import json
+
+    from clang_llm.train import corpus
+
+    monkeypatch.setenv("CLANG_LLM_DATA", str(tmp_path))
+    mods = {split: [{"hash": f"{i:015x}{n}", "path": f"/nonexistent/{split}{i}.bc", "ir_instructions": 10}
+                    for i in range(5)] for n, split in enumerate(("train", "validation"))}
+    monkeypatch.setattr(corpus, "modules", lambda split=None: list(mods[split]))
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    search.register(sub)
+    select.register(sub)
+    args = parser.parse_args(["search", "--name", "g", "--budget", "60", "--round-size", "8", "--from-set",
+                              "--quiet"])
+    assert args.func(args) == 0
+    out, report_path = tmp_path / "grow.tsv", tmp_path / "grow.json"
+    args = parser.parse_args(["select", "--runs", "g", "--grow", str(out), "--k", "2", "--train-sample", "4",
+                              "--val-sample", "3", "--report", str(report_path), "--quiet"])
+    assert args.func(args) == 0
+    report = json.loads(report_path.read_text())
+    meta, rows = pipelines.parse(out.read_text())
+    assert 1 <= len(rows) <= 2 and not any(r.validated for r in rows)
+    shipped = pipelines.candidates()
+    taken = {c.name.removesuffix("+mo") for c in shipped} | pipelines.retired_names()
+    assert not {r.name.removesuffix("+mo") for r in rows} & taken
+    assert all(pipelines.find(r.passes, r.machine_outliner) is None for r in rows)
+    assert all(not pipelines.unsafe_passes(r.passes) for r in rows)
+    assert json.loads(meta["provenance"])["grows"] == pipelines.set_hash()
+    # Under the fake sizes the set's best is the same on every module, so the
+    # first pick lowers the oracle exactly when it is smaller than that best.
+    set_best = min(_fake_size(c.passes, c.machine_outliner) for c in shipped if c.validated) / 1000
+    first = _fake_size(rows[0].passes, rows[0].machine_outliner) / 1000
+    assert report["shipped_oracle"]["validation"]["geomean"] == pytest.approx(set_best)
+    assert report["grown_oracle"]["1"]["validation"]["geomean"] == pytest.approx(min(set_best, first))

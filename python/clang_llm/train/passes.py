@@ -280,11 +280,32 @@ class Individual:
 
     def describe(self) -> str:
         """A short human-readable name: base plus a summary of the edits."""
-        head = "oz" if self.base == "oz" else "rand:" + hashlib.sha256(self.base.encode()).hexdigest()[:6]
+        head = "oz" if self.base == "oz" else _shipped_name(self.base) or (
+            "rand:" + hashlib.sha256(self.base.encode()).hexdigest()[:6])
         parts = [head] + [_describe_edit(e) for e in self.edits]
         if self.machine_outliner:
             parts.append("mo")
         return "+".join(parts)
+
+
+def without(nodes: Sequence[Node], names: set[str]) -> tuple[Node, ...]:
+    """The pipeline with every pass of these names removed (adaptors keep their
+    other passes): how a pipeline drops a pass that became unsafe."""
+    out = []
+    for n in nodes:
+        if n.name in names and not n.is_adaptor:
+            continue
+        out.append(Node(n.name, n.params, without(n.children, names)) if n.is_adaptor else n)
+    return tuple(out)
+
+
+def _shipped_name(base: str) -> str | None:
+    """A base that is a shipped candidate's pipeline reads as that candidate
+    (search --from-set), without the +mo: the outliner is shown separately."""
+    for c in pipelines.candidates():
+        if c.passes == base:
+            return c.name.removesuffix("+mo")
+    return None
 
 
 def _describe_edit(e: Edit) -> str:

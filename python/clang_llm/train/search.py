@@ -82,6 +82,25 @@ def seeds() -> list[P.Individual]:
     return [P.Individual("oz", edits, mo) for mo in (False, True) for edits in edit_sets]
 
 
+def set_seeds() -> list[P.Individual]:
+    """The shipped set's validated pipelines as seeds (search --from-set): the
+    search then starts at the set's per-module oracle, so what it finds is what
+    the set is missing, the material for growing it (select --grow)."""
+    from .. import pipelines
+
+    return [P.Individual(c.passes, (), c.machine_outliner) for c in pipelines.candidates()
+            if c.validated and c.name != "oz"]
+
+
+def seed_list(from_set: bool) -> list[P.Individual]:
+    out, keys = [], set()
+    for ind in [*seeds(), *(set_seeds() if from_set else ())]:
+        if key_of(ind) not in keys:
+            keys.add(key_of(ind))
+            out.append(ind)
+    return out
+
+
 def _module_rng(seed: int, module_hash: str) -> random.Random:
     return random.Random(int(hashlib.sha256(f"{seed}:{module_hash}".encode()).hexdigest()[:16], 16))
 
@@ -132,7 +151,8 @@ def search(modules: list[dict], store, *, budget: int, round_size: int, seed: in
     """Run the search over modules (records with 'hash' and 'path'); returns their states.
     on_round(states, round) is called after every round (progress snapshots)."""
     states = [ModuleState(m["hash"], str(m["path"]), _module_rng(seed, m["hash"])) for m in modules]
-    _evaluate(states, {st.hash: seeds() for st in states}, store, args, "search: seeds")
+    first = seed_list(getattr(args, "from_set", False))
+    _evaluate(states, {st.hash: first for st in states}, store, args, "search: seeds")
     states = [st for st in states if st.seen.get(key_of(P.Individual("oz")), (None, FAILED))[1] < FAILED]
     rnd = 0
     while True:
@@ -158,7 +178,7 @@ def minimise(states: list[ModuleState], store, args) -> dict[str, tuple[P.Indivi
         batch, trial = {}, {}
         for st in states:
             ind, text, j = current[st.hash]
-            if j < 0 or ind.base != "oz" or text >= st.oz_text:
+            if j < 0 or text >= st.oz_text:
                 continue
             cand = P.Individual(ind.base, ind.edits[:j] + ind.edits[j + 1:], ind.machine_outliner)
             k = key_of(cand)
@@ -211,10 +231,11 @@ def best_within(history: list[tuple[int, float]], budget: int) -> float:
 BUDGET_CURVE = (12, 60, 120, 300, 600, 1000, 2000)
 
 
-def summarise(states: list[ModuleState], winners: dict[str, tuple[P.Individual, float]]) -> dict:
+def summarise(states: list[ModuleState], winners: dict[str, tuple[P.Individual, float]],
+              from_set: bool = False) -> dict:
     rows, best_ratio, seed_ratio = [], [], []
     curve: dict[int, list[float]] = {b: [] for b in BUDGET_CURVE}
-    seed_keys = {key_of(s) for s in seeds()}
+    seed_keys = {key_of(s) for s in seed_list(from_set)}
     for st in states:
         oz = st.oz_text
         if not oz:
@@ -225,8 +246,10 @@ def summarise(states: list[ModuleState], winners: dict[str, tuple[P.Individual, 
         best_ratio.append(win / oz)
         seed_ratio.append(seed_best / oz)
         for b in BUDGET_CURVE:
-            if st.evaluations >= b:
-                curve[b].append(min(best_within(st.history, b), win if b >= st.evaluations else math.inf) / oz)
+            found = min(best_within(st.history, b), win if b >= st.evaluations else math.inf)
+            # A budget below the seed round (39 seeds under --from-set) has found nothing yet: no point.
+            if st.evaluations >= b and found < FAILED:
+                curve[b].append(found / oz)
         rows.append({"module": st.hash, "oz_text": oz, "best_text": best, "seed_best_text": seed_best,
                      "evaluations": st.evaluations,
                      "failures": sum(1 for _, t in st.seen.values() if t == FAILED),
@@ -276,6 +299,7 @@ def keep_summary(name: str) -> Path:
 
 
 def _cmd_run(args) -> int:
+    from .. import pipelines
     from . import corpus
     from .store import Store
 
@@ -307,12 +331,13 @@ def _cmd_run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     settings = {"split": args.split, "budget": args.budget, "seed": args.seed, "sample": len(mods),
+                "from_set": pipelines.set_hash() if args.from_set else None,
                 "command": "clang-llm-data " + " ".join(sys.argv[1:]) if sys.argv else ""}
 
     def snapshot(states: list[ModuleState], rnd: int) -> None:
         # What the run has found so far, before minimisation: a run stopped for
         # time still reports its budget curve (the store keeps the evaluations).
-        snap = {k: v for k, v in summarise(states, {}).items() if k != "rows"}
+        snap = {k: v for k, v in summarise(states, {}, args.from_set).items() if k != "rows"}
         snap.update(settings, round=rnd, seconds=round(time.time() - start, 1))
         write_atomic(run_dir(args.name) / "progress.json", json.dumps(snap, indent=1))
 
@@ -320,7 +345,7 @@ def _cmd_run(args) -> int:
         states = search(mods, store, budget=args.budget, round_size=args.round_size, seed=args.seed, args=args,
                         on_round=snapshot)
         winners = minimise(states, store, args)
-    summary = summarise(states, winners)
+    summary = summarise(states, winners, args.from_set)
     summary.update(settings, seconds=round(time.time() - start, 1))
     summary_path(args.name).write_text(json.dumps(summary, indent=1))
     print(f"search {args.name}: {summary['modules']} modules, {summary['evaluations']} evaluations "
@@ -353,6 +378,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--exclude-runs", nargs="*", default=[], metavar="RUN",
                    help="leave out modules these runs searched, so that runs add up to a larger sample")
+    p.add_argument("--from-set", action="store_true",
+                   help="seed every module with the shipped set's validated pipelines too: the search "
+                        "then looks for what the set misses (the seed oracle is the set's oracle)")
     p.add_argument("--keep", action="store_true",
                    help="copy the finished run's summary (gzipped) into the committed data and exit")
     add_eval_options(p)

@@ -17,6 +17,19 @@ Pipelines must pass the correctness gate (validate.py) before they may be
 written into the shipped candidate set: ``--write`` validates the chosen ones in
 greedy order, leaves out (and records) those that fail, and writes the first k
 that pass into clang_llm/data/candidates.tsv.
+
+Growing the shipped set instead of replacing it (labels and models keep their
+columns):
+
+    clang-llm-data search --name train-e --from-set ...
+    clang-llm-data select --runs train-e train-d --grow new.tsv --k 16
+    clang-llm-data validate pipelines --candidates-file new.tsv --report gate.json
+    clang-llm-data validate admit --candidates-file new.tsv --report gate.json
+    clang-llm-data labels --extend
+
+``--grow`` runs greedy from the shipped validated set rather than from -Oz, so
+each pick is the pipeline that most lowers the per-module best of the set plus
+the picks so far; unsafe passes are stripped from older runs' winners first.
 """
 
 from __future__ import annotations
@@ -43,11 +56,14 @@ def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
     count: dict[str, list] = {}
     for name in runs:
         summary = load_summary(name)
+        # A run seeded with the shipped set (search --from-set) counts what a
+        # winner adds over the set's best on its module, not over -Oz.
+        ref = "seed_best_text" if summary.get("from_set") else "oz_text"
         for row in summary["rows"]:
-            if row["winner_text"] >= row["oz_text"]:
+            if row["winner_text"] >= min(row[ref], row["oz_text"]):
                 continue
             ind = individual_from_json(row["winner"])
-            gain = math.log(row["oz_text"] / row["winner_text"])
+            gain = math.log(row[ref] / row["winner_text"])
             entry = count.setdefault(key_of(ind), [ind, 0, 0.0])
             entry[1] += 1
             entry[2] += gain
@@ -97,9 +113,10 @@ def single_cost(rows: list[list[float]], p: int) -> float:
     return sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rows)
 
 
-def greedy(rows: list[list[float]], k: int, first: int = 0) -> list[int]:
-    """Indices of k pool pipelines chosen greedily for the lowest sum of log(best ratio)."""
-    chosen = [first]
+def greedy(rows: list[list[float]], k: int, first: int | list[int] = 0) -> list[int]:
+    """Indices of k pool pipelines chosen greedily for the lowest sum of log(best ratio),
+    starting from `first` (one index or a list already chosen)."""
+    chosen = list(first) if isinstance(first, list) else [first]
     while len(chosen) < k:
         p = best_addition(rows, chosen)
         if p is None:
@@ -115,9 +132,98 @@ def oracle(rows: list[list[float]], subset: list[int]) -> dict:
             "regressed": sum(1 for x in per_module if x > 1) / max(len(per_module), 1)}
 
 
+def safe_pool(pool: list[P.Individual], shipped: list[P.Individual]) -> list[P.Individual]:
+    """The pool without what the shipped set has and with UNSAFE_PASSES removed
+    (older runs searched with iroutliner; what else they found may still pay)."""
+    from .. import pipelines
+
+    keys, out = {key_of(ind) for ind in shipped}, []
+    for ind in pool:
+        unsafe = pipelines.unsafe_passes(ind.passes())
+        if unsafe:
+            ind = P.Individual(P.unparse(P.without(ind.nodes(), set(unsafe))), (), ind.machine_outliner)
+        if key_of(ind) not in keys:
+            keys.add(key_of(ind))
+            out.append(ind)
+    return out
+
+
+def _samples(args) -> tuple[list[dict], list[dict]]:
+    from . import corpus
+
+    rng = random.Random(args.seed)
+    train = sorted((m for m in corpus.modules("train") if 0 < m.get("ir_instructions", 1) <= args.max_instructions),
+                   key=lambda m: m["hash"])
+    val = sorted((m for m in corpus.modules("validation") if 0 < m.get("ir_instructions", 1) <= args.max_instructions),
+                 key=lambda m: m["hash"])
+    return rng.sample(train, min(args.train_sample, len(train))), rng.sample(val, min(args.val_sample, len(val)))
+
+
+def _cmd_grow(args) -> int:
+    """select --grow: pick k pipelines from the pool that most lower the per-module
+    best of the shipped set's validated candidates (greedy from the whole set,
+    not from -Oz), and write them as a candidates file for the gate (`validate
+    pipelines --candidates-file`) and `validate admit`. Nothing shipped changes."""
+    from .. import pipelines
+    from .store import Store
+
+    shipped_c = [c for c in pipelines.candidates() if c.validated]
+    shipped = [P.Individual(c.passes, (), c.machine_outliner) for c in shipped_c]
+    pool = safe_pool(pool_from_runs(args.runs, 10**9), shipped)[:args.max_pool]
+    if not pool:
+        print("clang-llm-data select --grow: the runs found nothing the shipped set lacks", file=sys.stderr)
+        return 2
+    train, val = _samples(args)
+    start = time.time()
+    both = shipped + pool
+    with Store(args.store or data_root() / "results.sqlite") as store:
+        rtrain = ratio_matrix(train, both, store, args)
+        rval = ratio_matrix(val, both, store, args)
+    base = list(range(len(shipped)))
+    order = greedy(rtrain, len(base) + min(args.k, len(pool)), base)[len(base):]
+    ks = [k for k in DEFAULT_KS if k <= len(order)]
+    taken = {c.name.removesuffix("+mo") for c in pipelines.candidates()} | pipelines.retired_names()
+    new, n = [], len(pipelines.candidates())
+    for p in order:
+        while f"s{n:02d}" in taken:
+            n += 1
+        taken.add(f"s{n:02d}")
+        ind = both[p]
+        new.append(pipelines.Candidate(f"s{n:02d}" + ("+mo" if ind.machine_outliner else ""), ind.passes(),
+                                       ind.machine_outliner, False, ind.describe()))
+    out = Path(args.grow)
+    out.write_text(pipelines.write(new, pipelines.best_fixed().name,
+                                   {"command": "clang-llm-data " + " ".join(sys.argv[1:]),
+                                    "date": time.strftime("%Y-%m-%d"), "runs": args.runs,
+                                    "grows": pipelines.set_hash()}))
+    report = {
+        "command": "clang-llm-data " + " ".join(sys.argv[1:]), "runs": args.runs, "seed": args.seed,
+        "pool": len(pool), "train_modules": len(rtrain), "validation_modules": len(rval),
+        "seconds": round(time.time() - start, 1), "candidate_set": pipelines.set_hash(),
+        "shipped_validated": len(base),
+        "shipped_oracle": {"train": oracle(rtrain, base), "validation": oracle(rval, base)},
+        "grown_oracle": {str(k): {"train": oracle(rtrain, base + order[:k]), "validation": oracle(rval, base + order[:k])}
+                         for k in ks},
+        "pool_oracle": {"train": oracle(rtrain, list(range(len(both)))),
+                        "validation": oracle(rval, list(range(len(both))))},
+        "chosen": [{"name": c.name, "note": c.note} for c in new],
+        "candidates_file": str(out),
+    }
+    (args.report or committed_dir() / "selection_grow.json").write_text(json.dumps(report, indent=1))
+    print(f"pool {len(pool)} new pipelines; train {len(rtrain)}, validation {len(rval)} modules")
+    print(f"shipped set ({len(base)} validated): validation oracle {report['shipped_oracle']['validation']['geomean']:.4f}")
+    for k, v in report["grown_oracle"].items():
+        print(f"  + {k} new: validation oracle {v['validation']['geomean']:.4f} (train {v['train']['geomean']:.4f})")
+    print(f"wrote {out} ({len(new)} candidates, not yet validated)")
+    return 0
+
+
 def _cmd_select(args) -> int:
     from . import corpus
     from .store import Store
+
+    if args.grow:
+        return _cmd_grow(args)
 
     pool = pool_from_runs(args.runs, args.max_pool)
     rng = random.Random(args.seed)
@@ -281,6 +387,9 @@ def register(sub) -> None:
     p.add_argument("--report", type=Path)
     p.add_argument("--write", action="store_true",
                    help="validate the chosen pipelines and write the first k that pass into candidates.tsv")
+    p.add_argument("--grow", metavar="FILE",
+                   help="instead: pick --k pipelines that add most to the shipped set's validated candidates "
+                        "and write them to FILE (candidates.tsv format) for the gate and `validate admit`")
     p.add_argument("--validate-limit", type=int, default=None,
                    help="validate on a subset of each suite (quick runs; such candidates are marked unvalidated)")
     add_eval_options(p)
