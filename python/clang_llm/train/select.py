@@ -169,7 +169,11 @@ def _cmd_grow(args) -> int:
 
     shipped_c = [c for c in pipelines.candidates() if c.validated]
     shipped = [P.Individual(c.passes, (), c.machine_outliner) for c in shipped_c]
-    pool = safe_pool(pool_from_runs(args.runs, 10**9), shipped)[:args.max_pool]
+    # --max-pool per run: runs seeded differently rank their winners on different
+    # scales (gain over the set's best vs over -Oz), so one ranking would let one run crowd out the other.
+    pool = []
+    for run in args.runs:
+        pool += safe_pool(pool_from_runs([run], 10**9), shipped + pool)[:args.max_pool]
     if not pool:
         print("clang-llm-data select --grow: the runs found nothing the shipped set lacks", file=sys.stderr)
         return 2
