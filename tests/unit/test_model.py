@@ -394,3 +394,12 @@ def test_verify_order_covers_what_the_predictions_get_wrong():
     assert ranker.verify_order(pred, None, [0, 3, 1]) == [1, 3]
     order, after = ranker.greedy_cover(np.minimum(pred + pool, 0.0), [1, 2, 3])
     assert order == [1, 3, 2] and after[1] < after[0] and after[2] == after[1]
+
+
+def test_shipped_model_fits_the_size_cap_and_matches_the_set():
+    """The issue caps the shipped model at 20 MB; a grown candidate set grows the
+    tree ensemble with it (fit_lgbm's tree budget keeps it under)."""
+    path = Path(pipelines.__file__).with_name("data") / "model.onnx"
+    assert path.stat().st_size <= model.MAX_MODEL_BYTES
+    r = ranker.Ranker(str(path))
+    assert r.meta["candidate_set"] == pipelines.set_hash()
