@@ -320,19 +320,25 @@ def test_runs_add_up_without_searching_a_module_twice(fake_evaluate, monkeypatch
     assert progress["round"] >= 1 and progress["modules"] == 5 and "geomean_best_by_budget" in progress
 
 
-def test_select_reports_the_shipped_set_on_the_same_validation_modules(fake_evaluate, monkeypatch, tmp_path):
-    import json
-
+def _search_and_select_cli(monkeypatch, tmp_path, n_modules: int) -> argparse.ArgumentParser:
+    """`search` and `select` over a fake corpus of n modules per split, data under tmp_path."""
     from clang_llm.train import corpus
 
     monkeypatch.setenv("CLANG_LLM_DATA", str(tmp_path))
     mods = {split: [{"hash": f"{i:015x}{n}", "path": f"/nonexistent/{split}{i}.bc", "ir_instructions": 10}
-                    for i in range(6)] for n, split in enumerate(("train", "validation"))}
+                    for i in range(n_modules)] for n, split in enumerate(("train", "validation"))}
     monkeypatch.setattr(corpus, "modules", lambda split=None: list(mods[split]))
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     search.register(sub)
     select.register(sub)
+    return parser
+
+
+def test_select_reports_the_shipped_set_on_the_same_validation_modules(fake_evaluate, monkeypatch, tmp_path):
+    import json
+
+    parser = _search_and_select_cli(monkeypatch, tmp_path, 6)
     args = parser.parse_args(["search", "--name", "a", "--budget", "30", "--round-size", "6", "--quiet"])
     assert args.func(args) == 0
     out = tmp_path / "selection.json"
@@ -391,16 +397,7 @@ def test_safe_pool_strips_unsafe_passes_and_what_is_shipped():
 def test_grow_picks_what_the_set_misses_and_writes_a_candidates_file(fake_evaluate, monkeypatch, tmp_path):
     import json
 
-    from clang_llm.train import corpus
-
-    monkeypatch.setenv("CLANG_LLM_DATA", str(tmp_path))
-    mods = {split: [{"hash": f"{i:015x}{n}", "path": f"/nonexistent/{split}{i}.bc", "ir_instructions": 10}
-                    for i in range(5)] for n, split in enumerate(("train", "validation"))}
-    monkeypatch.setattr(corpus, "modules", lambda split=None: list(mods[split]))
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    search.register(sub)
-    select.register(sub)
+    parser = _search_and_select_cli(monkeypatch, tmp_path, 5)
     args = parser.parse_args(["search", "--name", "g", "--budget", "60", "--round-size", "8", "--from-set",
                               "--quiet"])
     assert args.func(args) == 0
