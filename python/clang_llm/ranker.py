@@ -198,10 +198,12 @@ class Ranker:
 
         pred, pool = self.predict(text, residuals=True) if verify else (self.predict(text), None)
         order = sorted(range(len(pred)), key=lambda i: (float(pred[i]), i))
-        ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5) for i in order}
-        # Every candidate gets a prediction, but only those that passed the gate
-        # (and were not excluded since) are ranked or measured.
+        # Only candidates that passed the gate (and were not excluded since) are
+        # ranked, measured or reported: a model need not predict the others
+        # (the LightGBM variant leaves their outputs at 0).
         ranked = [self.candidates[i] for i in order if self.candidates[i].validated]
+        ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5)
+                  for i in order if self.candidates[i].validated}
         if not verify:
             return ranked, ratios
         return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool, pipelines.usable_indices())]

@@ -736,26 +736,37 @@ def verify_orders(pred, pool):
 
 # The issue's cap on the shipped model, and the trees that fit in it: a tree of
 # 15 leaves costs ~0.95 KB in the exported ensemble (measured on the 41-booster
-# model without hitrates), so 63 boosters of 300 rounds stay near 18 MB.
+# model without hitrates), so 63 boosters of 300 rounds stay near 18 MB (one
+# booster per usable candidate: fit_lgbm). 150 rounds at twice the learning
+# rate did as well as 300 on validation (0.98556 vs 0.98672 with 42 validated
+# candidates; out of fold 0.99057 vs 0.99118) at half the inference time.
 MAX_MODEL_BYTES = 20_000_000
+LGBM_ROUNDS, LGBM_LEARNING_RATE = 150, 0.06
 LGBM_TREE_BUDGET = 63 * 300
 
 
 def fit_lgbm(data: dict, lab: Labels, seed: int):
-    """One LightGBM regressor per candidate over the features (the ablation's
-    feature-only gradient boosting). Returns (predictions for every module,
-    {candidate index: booster}); -Oz's column is 0 by definition and has none."""
+    """One LightGBM regressor per usable candidate over the features (the
+    ablation's feature-only gradient boosting). Returns (predictions for every
+    module, {candidate index: booster}); -Oz's column is 0 by definition and has
+    none, and so are the columns of candidates no policy may choose (not
+    validated, or excluded since): boosters for them would only cost inference
+    time and model bytes."""
     import lightgbm as lgb
     import numpy as np
 
     feats, y = data["feats"], data["y"]
     train = lab.rows("train")
     pred = np.zeros_like(y)
+    from .. import pipelines
+
     boosters = {}
-    rounds = min(300, LGBM_TREE_BUDGET // max(y.shape[1] - 1, 1))
-    for j in range(1, y.shape[1]):
+    usable = set(pipelines.usable_names()) - {"oz"}
+    columns = [j for j, name in enumerate(lab.candidates) if name in usable]
+    rounds = min(LGBM_ROUNDS, LGBM_TREE_BUDGET // max(len(columns), 1))
+    for j in columns:
         rows = [i for i in train if not np.isnan(y[i, j])]
-        params = {"objective": "huber", "alpha": 0.02, "learning_rate": 0.03, "num_leaves": 15,
+        params = {"objective": "huber", "alpha": 0.02, "learning_rate": LGBM_LEARNING_RATE, "num_leaves": 15,
                   "min_data_in_leaf": 10, "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8,
                   "seed": seed, "deterministic": True, "num_threads": 1, "verbosity": -1}
         booster = lgb.train(params, lgb.Dataset(feats[rows], y[rows, j]), num_boost_round=rounds)
