@@ -223,7 +223,7 @@ def test_policy_onnx_back_end_ranks_and_logs(exported, monkeypatch, tmp_path):
     assert entry["backend"] == "onnx" and entry["fallback"] is None
     usable = [k for k in entry["predicted"] if pipelines.by_name(k).validated]
     assert entry["pipeline"] == d.name == min(usable, key=entry["predicted"].get)
-    assert set(entry["predicted"]) == {c.name for c in pipelines.candidates()}
+    assert set(entry["predicted"]) == set(pipelines.usable_names())  # excluded ones get no prediction
     assert "onnx" not in policy.MODULE_INDEPENDENT and policy.preset_decision() is None
 
 
