@@ -755,11 +755,11 @@ def fit_lgbm(data: dict, lab: Labels, seed: int):
     import lightgbm as lgb
     import numpy as np
 
+    from .. import pipelines
+
     feats, y = data["feats"], data["y"]
     train = lab.rows("train")
     pred = np.zeros_like(y)
-    from .. import pipelines
-
     boosters = {}
     usable = set(pipelines.usable_names()) - {"oz"}
     columns = [j for j, name in enumerate(lab.candidates) if name in usable]

@@ -93,10 +93,13 @@ def set_seeds() -> list[P.Individual]:
 
 
 def seed_list(from_set: bool) -> list[P.Individual]:
+    """What every module's search starts from: seeds(), and with from_set the
+    shipped set's pipelines too (one of each pipeline)."""
     out, keys = [], set()
     for ind in [*seeds(), *(set_seeds() if from_set else ())]:
-        if key_of(ind) not in keys:
-            keys.add(key_of(ind))
+        k = key_of(ind)
+        if k not in keys:
+            keys.add(k)
             out.append(ind)
     return out
 

@@ -149,6 +149,7 @@ def safe_pool(pool: list[P.Individual], shipped: list[P.Individual]) -> list[P.I
 
 
 def _samples(args) -> tuple[list[dict], list[dict]]:
+    """The seeded training and validation samples selection cross-evaluates on."""
     from . import corpus
 
     rng = random.Random(args.seed)
@@ -186,15 +187,10 @@ def _cmd_grow(args) -> int:
     base = list(range(len(shipped)))
     order = greedy(rtrain, len(base) + min(args.k, len(pool)), base)[len(base):]
     ks = [k for k in DEFAULT_KS if k <= len(order)]
-    taken = {c.name.removesuffix("+mo") for c in pipelines.candidates()} | pipelines.retired_names()
-    new, n = [], len(pipelines.candidates())
-    for p in order:
-        while f"s{n:02d}" in taken:
-            n += 1
-        taken.add(f"s{n:02d}")
-        ind = both[p]
-        new.append(pipelines.Candidate(f"s{n:02d}" + ("+mo" if ind.machine_outliner else ""), ind.passes(),
-                                       ind.machine_outliner, False, ind.describe()))
+    taken = _taken_numbers()
+    new = [pipelines.Candidate(_fresh_name(len(pipelines.candidates()), taken, both[p].machine_outliner),
+                               both[p].passes(), both[p].machine_outliner, False, both[p].describe())
+           for p in order]
     out = Path(args.grow)
     out.write_text(pipelines.write(new, pipelines.best_fixed().name,
                                    {"command": "clang-llm-data " + " ".join(sys.argv[1:]),
@@ -223,20 +219,13 @@ def _cmd_grow(args) -> int:
 
 
 def _cmd_select(args) -> int:
-    from . import corpus
     from .store import Store
 
     if args.grow:
         return _cmd_grow(args)
 
     pool = pool_from_runs(args.runs, args.max_pool)
-    rng = random.Random(args.seed)
-    train = sorted((m for m in corpus.modules("train") if 0 < m.get("ir_instructions", 1) <= args.max_instructions),
-                   key=lambda m: m["hash"])
-    val = sorted((m for m in corpus.modules("validation") if 0 < m.get("ir_instructions", 1) <= args.max_instructions),
-                 key=lambda m: m["hash"])
-    train = rng.sample(train, min(args.train_sample, len(train)))
-    val = rng.sample(val, min(args.val_sample, len(val)))
+    train, val = _samples(args)
     start = time.time()
     from .. import pipelines
 
@@ -292,8 +281,7 @@ def member_names(members: list[P.Individual]) -> list[str]:
     from .. import pipelines
 
     known = [pipelines.find(ind.passes(), ind.machine_outliner) for ind in members]
-    # By number: s07 and s07+mo would read as one pipeline with and without the outliner.
-    taken = {c.name.removesuffix("+mo") for c in pipelines.candidates()} | pipelines.retired_names()
+    taken = _taken_numbers()
     names = []
     for rank, (ind, old) in enumerate(zip(members, known)):
         if rank == 0:
@@ -301,13 +289,27 @@ def member_names(members: list[P.Individual]) -> list[str]:
         elif old is not None:
             name = old.name
         else:
-            n = rank
-            while f"s{n:02d}" in taken:
-                n += 1
-            taken.add(f"s{n:02d}")
-            name = f"s{n:02d}" + ("+mo" if ind.machine_outliner else "")
+            name = _fresh_name(rank, taken, ind.machine_outliner)
         names.append(name)
     return names
+
+
+def _taken_numbers() -> set[str]:
+    """The sNN numbers a new candidate may not take: the shipped set's and those
+    earlier sets retired. By number: s07 and s07+mo would read as one pipeline
+    with and without the outliner."""
+    from .. import pipelines
+
+    return {c.name.removesuffix("+mo") for c in pipelines.candidates()} | pipelines.retired_names()
+
+
+def _fresh_name(start: int, taken: set[str], machine_outliner: bool) -> str:
+    """The first sNN from start on that is not taken (and take it)."""
+    n = start
+    while f"s{n:02d}" in taken:
+        n += 1
+    taken.add(f"s{n:02d}")
+    return f"s{n:02d}" + ("+mo" if machine_outliner else "")
 
 
 def retire(old: Iterable, new_names: Iterable[str], retired: set[str]) -> set[str]:
