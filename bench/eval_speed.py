@@ -113,7 +113,7 @@ def cpu_seconds() -> float:
 
 
 def in_process(mods, pipes, work: Path, timeout: float) -> dict:
-    jobs = [Job(h, bc, c.passes, c.machine_outliner) for _, h, bc in mods for c in pipes]
+    jobs = [Job(h, bc, c.passes, c.codegen) for _, h, bc in mods for c in pipes]
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     # The worker is a child process: its CPU time is counted once the pool has reaped it.
     with Store(work / "store.sqlite") as store:
@@ -132,7 +132,7 @@ def opt_llc(mods, pipes, work: Path, opt: str, llc: str, timeout: float) -> dict
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     for _, h, bc in mods:
         for c in pipes:
-            ident = f"{h}/{pipeline_key(c.passes, c.machine_outliner)}"
+            ident = f"{h}/{pipeline_key(c.passes, c.codegen)}"
             opt_out, obj = work / "opt.bc", work / "out.o"
             t = time.perf_counter()
             try:
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown pipeline name(s) {unknown}; known: {', '.join(sorted(known))}")
     pipes = [known[n] for n in args.pipelines]
-    if any(c.machine_outliner for c in pipes):
-        sys.exit("choose candidates without the machine outliner (+mo)")
+    if any(c.codegen for c in pipes):
+        sys.exit("choose candidates without code generator knobs (+mo, +ss, ...)")
     names = {pipeline_key(c.passes, False): c.name for c in pipes}
 
     with tempfile.TemporaryDirectory(prefix="eval-speed-") as tmp:

@@ -451,8 +451,8 @@ def e2e_check(args, mods: list[dict]) -> int:
                 rows.append(row)
                 continue
             lm = _core.LoadedModule(Path(m["path"]).read_bytes(), name=m["path"])
-            row["measured_oz"] = lm.measure(oz.passes, oz.machine_outliner)["text"]
-            row["measured_best"] = lm.measure(best.passes, best.machine_outliner)["text"]
+            row["measured_oz"] = lm.measure(oz.passes, oz.codegen)["text"]
+            row["measured_best"] = lm.measure(best.passes, best.codegen)["text"]
             env = {k: v for k, v in os.environ.items() if not k.startswith("CLANG_LLM_")}
             env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
             env["CLANG_LLM_STRICT"] = "1"
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_round(rnd: int, subset: list[dict], order: list, store: dict) -> None:
         nonlocal n_meas
-        jobs = [(m["hash"], m["path"], [(c.name, c.passes, c.machine_outliner) for c in order
+        jobs = [(m["hash"], m["path"], [(c.name, c.passes, c.codegen) for c in order
                                         if c.name not in parse_errors])
                 for m in sorted(subset, key=lambda m: -m["bytes"])]  # big first: the tail stays short
         prog = Progress(sum(len(j[2]) for j in jobs), f"round {rnd}")
@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
             "failures": fails,
             "validated": bool(fails == 0 and nondet_count[c.name] == 0 and c.name not in parse_errors
                               and s["measured"] == len(mods) and len(sample) > 0),
-            "machine_outliner": c.machine_outliner,
+            "codegen": c.codegen,
             "measured": s["measured"], "n_improved": s["n_improved"], "n_regressed": s["n_regressed"],
             "n_equal": s["n_equal"], "text_bytes": s["text_bytes"],
             "nondeterministic": nondet_count[c.name],

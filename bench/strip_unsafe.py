@@ -31,18 +31,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     rows = [c for c in pipelines.candidates() if c.validated]
-    seen = {(c.passes, c.machine_outliner) for c in rows}
+    seen = {(c.passes, c.codegen) for c in rows}
     for c in pipelines.candidates():
         unsafe = pipelines.unsafe_passes(c.passes)
         if not unsafe:
             continue
         passes = P.unparse(P.without(P.parse(c.passes), set(unsafe)))
-        name = c.name.removesuffix("+mo") + "-" + "-".join(unsafe) + ("+mo" if c.machine_outliner else "")
-        if (passes, c.machine_outliner) in seen:
+        suffix = pipelines.knob_suffix(c.codegen)
+        name = c.name.removesuffix(suffix) + "-" + "-".join(unsafe) + suffix
+        if (passes, c.codegen) in seen:
             print(f"{name}: same as a candidate already listed; left out", file=sys.stderr)
             continue
-        seen.add((passes, c.machine_outliner))
-        rows.append(pipelines.Candidate(name, passes, c.machine_outliner, False, f"{c.name} without {', '.join(unsafe)}"))
+        seen.add((passes, c.codegen))
+        rows.append(pipelines.Candidate(name, passes, c.codegen, False, f"{c.name} without {', '.join(unsafe)}"))
     args.out.write_text(pipelines.write(rows, pipelines.best_fixed().name, {"command": "python bench/strip_unsafe.py"}))
     print(f"wrote {args.out}: {len(rows)} candidates ({len(rows) - sum(c.validated for c in rows)} stripped)")
     return 0

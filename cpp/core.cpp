@@ -50,9 +50,10 @@ public:
     TM = std::move(*TMOr);
   }
 
-  py::dict measure(const std::string &Passes, bool Outliner) {
-    clang_llm::CodegenKnobs K;
-    K.MachineOutliner = Outliner;
+  py::dict measure(const std::string &Passes, unsigned Codegen) {
+    if (Codegen > clang_llm::CodegenKnobs::AllBits)
+      throw std::invalid_argument("unknown code generator knobs: " + std::to_string(Codegen));
+    clang_llm::CodegenKnobs K = clang_llm::CodegenKnobs::fromBits(Codegen);
     Expected<clang_llm::Sizes> S = [&] {
       py::gil_scoped_release NoGil;
       return clang_llm::measure(*M, Passes, K, *TM);
@@ -101,7 +102,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("data"), py::arg("name") = "<memory>",
            "Parse LLVM bitcode or textual IR.")
       .def("measure", &LoadedModule::measure, py::arg("passes"),
-           py::arg("machine_outliner") = false,
+           py::arg("codegen") = 0u,
            "Run a pipeline on a copy, generate an object in memory, return "
            "{'text', 'data', 'ir_instructions'}.")
       .def("check", &LoadedModule::check, py::arg("passes"),

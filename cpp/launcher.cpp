@@ -15,6 +15,7 @@
 // The tables below mirror driver.py; tests/integration/test_launcher.py checks
 // every entry of the Python tables against this program.
 
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -158,7 +159,7 @@ Scan scan(const std::vector<std::string> &Args) {
 }
 
 // The best-fixed decision from candidates.tsv, as policy.preset_decision()
-// encodes it ("<outliner 0|1>:<passes>"), or "" when anything is unusual.
+// encodes it ("<codegen knob bits>:<passes>"), or "" when anything is unusual.
 std::string presetFromCandidates(const std::string &Path) {
   std::ifstream In(Path);
   if (!In)
@@ -195,8 +196,11 @@ std::string presetFromCandidates(const std::string &Path) {
       return "";  // pipelines.py refuses such a file; let it say why
     SawFirst = true;
     if (!Best.empty() && F[0] == Best) {
-      if (F[2] != "1" || (F[1] != "0" && F[1] != "1"))
-        return "";  // an unvalidated best-fixed: the plugin must trial-run it
+      // Knob bits as the plugin reads them (CodegenKnobs::AllBits is 15).
+      const bool KnobsOk = (F[1].size() == 1 && isdigit(F[1][0])) ||
+                           (F[1].size() == 2 && F[1][0] == '1' && F[1][1] >= '0' && F[1][1] <= '5');
+      if (F[2] != "1" || !KnobsOk)
+        return "";  // an unvalidated best-fixed (the plugin must trial-run it), or unknown knobs
       Preset = F[1] + ":" + F[4];
     }
   }

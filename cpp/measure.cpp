@@ -5,6 +5,7 @@
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/Analysis/TargetTransformInfo.h"
 #include "llvm/BinaryFormat/ELF.h"
+#include "llvm/CodeGen/RegAllocRegistry.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
@@ -23,6 +24,11 @@
 #include "llvm/Transforms/Utils/Cloning.h"
 
 #include <mutex>
+
+// The allocator registry is a template's static member: without this, this
+// library (built with hidden visibility) would get a private, empty copy of it
+// instead of the one LLVM's code generator reads.
+extern template class llvm::RegisterRegAllocBase<llvm::RegisterRegAlloc>;
 
 using namespace llvm;
 
@@ -68,7 +74,79 @@ Error runPipeline(Module &M, StringRef Pipeline, TargetMachine *TM) {
   return Error::success();
 }
 
+namespace {
+// One of LLVM's global code generator options, set while decisions ask for it.
+// A user's own -mllvm setting stands until a decision overrides it; once one
+// has, the option returns to LLVM's default, not to the user's value.
+class GlobalOption {
+public:
+  GlobalOption(const char *Name, const char *Value) : Name(Name), Value(Value) {}
+  void want(bool On) {
+    cl::Option *O = find();
+    if (!O || On == Ours)
+      return;
+    O->reset(); // else a second occurrence is an error ("may only occur once")
+    if (On)
+      O->addOccurrence(1, Name, Value);
+    Ours = On;
+  }
+
+private:
+  cl::Option *find() {
+    auto &Opts = cl::getRegisteredOptions();
+    auto It = Opts.find(Name);
+    return It == Opts.end() ? nullptr : It->second;
+  }
+  const char *Name, *Value;
+  bool Ours = false;
+};
+
+// The register allocator. -regalloc is read once per process (the first code
+// generation copies it into the allocator registry's default), so the knob sets
+// that default itself, and restores what it found.
+class Allocator {
+public:
+  explicit Allocator(StringRef Name) : Name(Name) {}
+  void want(bool On) {
+    if (On == Ours)
+      return;
+    if (On) {
+      RegisterRegAlloc::FunctionPassCtor C = find(Name);
+      if (!C)
+        return;
+      Saved = RegisterRegAlloc::getDefault();
+      RegisterRegAlloc::setDefault(C);
+    } else {
+      // Nothing chosen yet: "default" (by optimisation level), which is also
+      // what -regalloc's own default would have become.
+      RegisterRegAlloc::setDefault(Saved ? Saved : find("default"));
+    }
+    Ours = On;
+  }
+
+private:
+  static RegisterRegAlloc::FunctionPassCtor find(StringRef Name) {
+    for (RegisterRegAlloc *R = RegisterRegAlloc::getList(); R; R = R->getNext())
+      if (R->getName() == Name)
+        return R->getCtor();
+    return nullptr;
+  }
+  StringRef Name;
+  RegisterRegAlloc::FunctionPassCtor Saved = nullptr;
+  bool Ours = false;
+};
+} // namespace
+
 void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &Knobs) {
+  static std::mutex Lock;
+  static GlobalOption SplitForSize("split-spill-mode", "size");
+  static Allocator BasicAllocator("basic");
+  {
+    std::lock_guard<std::mutex> G(Lock);
+    SplitForSize.want(Knobs.SplitSpillSize);
+    BasicAllocator.want(Knobs.BasicRegAlloc);
+  }
+  TM.Options.EnableIPRA = Knobs.IPRA && !ipraHazard(M);
   const bool Outliner = Knobs.MachineOutliner && !machineOutlinerHazard(M);
   TM.Options.EnableMachineOutliner = Outliner;
   if (!Outliner)
@@ -83,6 +161,13 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
     if (It != Opts.end())
       It->second->addOccurrence(1, "enable-machine-outliner", "always");
   });
+}
+
+const char *ipraHazard(const Module &M) {
+  for (const Function &F : M)
+    if (!F.isDeclaration() && !F.hasLocalLinkage() && !F.isDSOLocal())
+      return "a preemptible function definition (-fPIC)";
+  return nullptr;
 }
 
 const char *machineOutlinerHazard(const Module &M) {

@@ -16,9 +16,24 @@ class TargetMachine;
 
 namespace clang_llm {
 
-// Per-module code generator settings a decision may carry besides its pass pipeline.
+// Per-module code generator settings a decision may carry besides its pass
+// pipeline. They travel as a bit set (candidates.tsv's codegen column, preset
+// decisions, the result store's key; pipelines.KNOBS names the bits), so that 0
+// and 1 still mean "nothing" and "machine outliner" as before the others existed.
 struct CodegenKnobs {
-  bool MachineOutliner = false;
+  bool MachineOutliner = false; // 1
+  bool SplitSpillSize = false;  // 2: the greedy allocator splits live ranges for size
+  bool IPRA = false;            // 4: interprocedural register allocation
+  bool BasicRegAlloc = false;   // 8: the basic register allocator instead of greedy
+
+  static constexpr unsigned AllBits = 15;
+  static CodegenKnobs fromBits(unsigned Bits) {
+    return {(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0, (Bits & 8) != 0};
+  }
+  unsigned bits() const {
+    return unsigned(MachineOutliner) | unsigned(SplitSpillSize) << 1 | unsigned(IPRA) << 2 |
+           unsigned(BasicRegAlloc) << 3;
+  }
 };
 
 struct Sizes {
@@ -42,10 +57,21 @@ llvm::Error runPipeline(llvm::Module &M, llvm::StringRef Pipeline,
 // M asks for that does this, or nullptr.
 const char *machineOutlinerHazard(const llvm::Module &M);
 
+// IPRA lets a caller assume a callee clobbers only the registers its code in
+// this module does. That is wrong for a callee the dynamic linker may replace
+// (a preemptible definition, called through the PLT in -fPIC code: the PLT stub
+// and any interposer clobber what the ABI allows). Returns the first such
+// function of M, which keeps IPRA off, or nullptr.
+const char *ipraHazard(const llvm::Module &M);
+
 // Makes Knobs take effect in TM's code generator for M. The outliner needs both
 // the TargetOptions bit and LLVM's global "always" mode on x86 (no target
-// default), and stays off where machineOutlinerHazard(M), whatever Knobs say:
-// every route (clang, opt, measuring) applies decisions through this.
+// default), and stays off where machineOutlinerHazard(M), whatever Knobs say;
+// IPRA likewise where ipraHazard(M). The register allocator choices exist only
+// as process-wide state (-split-spill-mode, the allocator registry's default):
+// they are set here for the next code generation in this process and put back
+// when a later decision does not ask for them (a measuring worker runs many).
+// Every route (clang, opt, measuring) applies decisions through this.
 void applyCodegenKnobs(llvm::TargetMachine &TM, const llvm::Module &M, const CodegenKnobs &Knobs);
 
 // A target machine equivalent to Proto (same target, CPU, features, options,

@@ -175,9 +175,10 @@ struct ModuleHandle {
       return oneLine(toString(std::move(E)));
     return std::nullopt;
   }
-  py::dict measure(const std::string &Passes, bool Outliner) const {
-    clang_llm::CodegenKnobs K;
-    K.MachineOutliner = Outliner;
+  py::dict measure(const std::string &Passes, unsigned Codegen) const {
+    if (Codegen > clang_llm::CodegenKnobs::AllBits)
+      throw std::invalid_argument("unknown code generator knobs: " + std::to_string(Codegen));
+    clang_llm::CodegenKnobs K = clang_llm::CodegenKnobs::fromBits(Codegen);
     Expected<clang_llm::Sizes> S = [&] {
       py::gil_scoped_release NoGil;
       return clang_llm::measure(*M, Passes, K, *TM);
@@ -286,15 +287,17 @@ std::optional<Decision> decide(Module &M, TargetMachine *TM, const char *Route) 
   };
 
   // A decision the driver already made because it cannot depend on the module
-  // (policy.preset_decision): "<outliner 0|1>:<passes>". Skips starting Python.
-  if (const char *P = std::getenv("CLANG_LLM_PRESET_DECISION");
-      P && (P[0] == '0' || P[0] == '1') && P[1] == ':') {
-    Decision D{P + 2, {}};
-    D.Knobs.MachineOutliner = P[0] == '1';
-    if (Error E = clang_llm::checkPipeline(D.Passes, TM))
-      consumeError(std::move(E)); // not trusted after all: ask the policy below
-    else
-      return D;
+  // (policy.preset_decision): "<codegen knob bits>:<passes>". Skips starting Python.
+  if (const char *P = std::getenv("CLANG_LLM_PRESET_DECISION")) {
+    char *End = nullptr;
+    unsigned long Bits = std::strtoul(P, &End, 10);
+    if (End != P && *End == ':' && Bits <= clang_llm::CodegenKnobs::AllBits) {
+      Decision D{End + 1, clang_llm::CodegenKnobs::fromBits(unsigned(Bits))};
+      if (Error E = clang_llm::checkPipeline(D.Passes, TM))
+        consumeError(std::move(E)); // not trusted after all: ask the policy below
+      else
+        return D;
+    }
   }
 
   std::string Failure = ensurePython();
@@ -310,7 +313,10 @@ std::optional<Decision> decide(Module &M, TargetMachine *TM, const char *Route) 
         py::module_::import("clang_llm.policy").attr("plugin_entry");
     py::object R = Entry(py::cast(&H, py::return_value_policy::reference));
     D.Passes = R.attr("passes").cast<std::string>();
-    D.Knobs.MachineOutliner = R.attr("machine_outliner").cast<bool>();
+    unsigned Bits = R.attr("codegen").cast<unsigned>();
+    if (Bits > clang_llm::CodegenKnobs::AllBits)
+      return Fallback("unknown code generator knobs " + std::to_string(Bits));
+    D.Knobs = clang_llm::CodegenKnobs::fromBits(Bits);
   } catch (const std::exception &E) {
     return Fallback(std::string("policy error: ") + E.what());
   }
@@ -371,7 +377,7 @@ PYBIND11_EMBEDDED_MODULE(_clang_llm_plugin, m) {
       .def("check", &ModuleHandle::check, py::arg("passes"))
       .def("trial", &ModuleHandle::trial, py::arg("passes"))
       .def("measure", &ModuleHandle::measure, py::arg("passes"),
-           py::arg("machine_outliner") = false);
+           py::arg("codegen") = 0u);
   m.attr("oz_pipeline") = clang_llm::ozPipeline();
   m.attr("llvm_version") = clang_llm::llvmVersion();
 }

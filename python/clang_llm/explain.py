@@ -98,7 +98,7 @@ def explain(path: str, flags: list[str], ranker, top: int, measure: bool) -> dic
         report["oz_text"] = oz
         for entry, cand in zip(report["candidates"], shown):
             try:
-                text = mod.measure(cand.passes, cand.machine_outliner)["text"]
+                text = mod.measure(cand.passes, cand.codegen)["text"]
             except Exception as e:  # one failing candidate is itself worth showing
                 entry["error"] = " ".join(str(e).split())
                 continue

@@ -15,7 +15,9 @@ The file is tab-separated text rather than JSON because the plugin reads it in
 every compiler process, and importing json (with re) costs more than parsing
 this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
 provenance, retired, verify_order), then a header row and one row per candidate:
-name, machine_outliner (0/1), validated (0/1), note, passes.
+name, codegen (the KNOBS bits it sets, 0-15), validated (0/1), note, passes.
+Files from before the register allocator knobs call the codegen column
+machine_outliner and hold only 0 or 1, which mean the same.
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ UNSAFE_PASSES = {
 }
 
 
+# Code generator knobs a candidate may set per module, as bits (the plugin's
+# CodegenKnobs): suffix in candidate names, bit, what it does.
+KNOBS = (
+    ("mo", 1, "machine outliner"),
+    ("ss", 2, "greedy register allocator splits live ranges for size (-split-spill-mode=size)"),
+    ("ipra", 4, "interprocedural register allocation (off where a callee may be preempted)"),
+    ("rab", 8, "basic register allocator instead of greedy (-regalloc=basic)"),
+)
+MACHINE_OUTLINER = 1
+ALL_KNOBS = 15
+
+
+def knob_suffix(codegen: int) -> str:
+    """The name suffix for knob bits, e.g. 7 -> "+mo+ss+ipra"."""
+    return "".join(f"+{name}" for name, bit, _ in KNOBS if codegen & bit)
+
+
 def unsafe_passes(passes: str) -> list[str]:
     """The UNSAFE_PASSES a pipeline text contains (string operations only: the
     policy checks every pipeline it is asked to run)."""
@@ -52,15 +71,20 @@ class Candidate:
     compile, and collections/functools alone cost about 2 ms there.
     """
 
-    __slots__ = ("name", "passes", "machine_outliner", "validated", "note")
+    __slots__ = ("name", "passes", "codegen", "validated", "note")
 
-    def __init__(self, name: str, passes: str, machine_outliner: bool = False,
+    def __init__(self, name: str, passes: str, codegen: int = 0,
                  validated: bool = False, note: str = ""):
         self.name, self.passes, self.note = name, passes, note
-        self.machine_outliner, self.validated = machine_outliner, validated
+        # int(): True (the outliner, as callers before the other knobs said) is 1.
+        self.codegen, self.validated = int(codegen), validated
+
+    @property
+    def machine_outliner(self) -> bool:
+        return bool(self.codegen & MACHINE_OUTLINER)
 
     def _astuple(self) -> tuple:
-        return (self.name, self.passes, self.machine_outliner, self.validated, self.note)
+        return (self.name, self.passes, self.codegen, self.validated, self.note)
 
     def _asdict(self) -> dict:
         return dict(zip(self.__slots__, self._astuple()))
@@ -75,7 +99,7 @@ class Candidate:
         return hash(self._astuple())
 
     def __repr__(self) -> str:
-        return (f"Candidate(name={self.name!r}, machine_outliner={self.machine_outliner}, "
+        return (f"Candidate(name={self.name!r}, codegen={self.codegen}, "
                 f"validated={self.validated}, passes={self.passes[:40]!r}...)")
 
 
@@ -92,7 +116,8 @@ def oz_pipeline() -> str:
     return _memo["oz"]
 
 
-COLUMNS = ("name", "machine_outliner", "validated", "note", "passes")
+COLUMNS = ("name", "codegen", "validated", "note", "passes")
+_OLD_COLUMNS = ("name", "machine_outliner", "validated", "note", "passes")
 
 
 def parse(text: str) -> tuple[dict, tuple[Candidate, ...]]:
@@ -108,12 +133,14 @@ def parse(text: str) -> tuple[dict, tuple[Candidate, ...]]:
         fields = line.split("\t")
         if len(fields) != len(COLUMNS):
             raise ValueError(f"candidates.tsv line {n}: expected {len(COLUMNS)} tab-separated fields")
-        if tuple(fields) == COLUMNS:
+        if tuple(fields) in (COLUMNS, _OLD_COLUMNS):
             continue
-        name, mo, ok, note, passes = fields
-        if mo not in ("0", "1") or ok not in ("0", "1"):
-            raise ValueError(f"candidates.tsv line {n}: flags must be 0 or 1")
-        rows.append(Candidate(name, passes, mo == "1", ok == "1", note))
+        name, knobs, ok, note, passes = fields
+        if not knobs.isdigit() or int(knobs) > ALL_KNOBS:
+            raise ValueError(f"candidates.tsv line {n}: codegen must be knob bits 0-{ALL_KNOBS}")
+        if ok not in ("0", "1"):
+            raise ValueError(f"candidates.tsv line {n}: validated must be 0 or 1")
+        rows.append(Candidate(name, passes, int(knobs), ok == "1", note))
     if meta.get("format") != str(FORMAT_VERSION):
         raise ValueError(f"candidates.tsv has format {meta.get('format')}, expected {FORMAT_VERSION}")
     return meta, tuple(rows)
@@ -177,9 +204,9 @@ def verify_order() -> list[Candidate]:
     return [c for c in first + [c for c in candidates() if c not in first and c.name != "oz"] if c.validated]
 
 
-def find(passes: str, machine_outliner: bool) -> Candidate | None:
+def find(passes: str, codegen: int) -> Candidate | None:
     for c in candidates():
-        if c.passes == passes and c.machine_outliner == machine_outliner:
+        if c.passes == passes and c.codegen == int(codegen):
             return c
     return None
 
@@ -202,7 +229,7 @@ def set_hash(cands=None) -> str:
 
     h = hashlib.sha256()
     for c in candidates() if cands is None else cands:
-        h.update(f"{c.name}\t{int(c.machine_outliner)}\t{c.passes}\n".encode())
+        h.update(f"{c.name}\t{c.codegen}\t{c.passes}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -278,7 +305,7 @@ def derived_candidates() -> list[Candidate]:
         Candidate("oz+sink+iroutliner+mergefunc", appended(sink, "iroutliner", "mergefunc")),
     ]
     with_mo = [
-        Candidate(c.name + "+mo", c.passes, machine_outliner=True,
+        Candidate(c.name + "+mo", c.passes, codegen=MACHINE_OUTLINER,
                   note=(c.note + "; " if c.note else "") + "machine outliner in codegen")
         for c in base
     ]
@@ -299,7 +326,7 @@ def write(cands: list[Candidate], best: str, provenance: dict, retired: set[str]
     for c in cands:
         if "\t" in c.note or "\n" in c.note or "\t" in c.passes:
             raise ValueError(f"candidate {c.name}: tabs and newlines cannot be stored")
-        lines.append("\t".join([c.name, str(int(c.machine_outliner)), str(int(c.validated)), c.note, c.passes]))
+        lines.append("\t".join([c.name, str(c.codegen), str(int(c.validated)), c.note, c.passes]))
     return "\n".join(lines) + "\n"
 
 
@@ -318,7 +345,7 @@ def _main(argv: list[str] | None = None) -> int:
     if args.cmd == "list":
         for c in candidates():
             flag = "validated" if c.validated else "unvalidated"
-            print(f"{c.name:32} {flag:12} outliner={int(c.machine_outliner)} {len(c.passes)} chars")
+            print(f"{c.name:32} {flag:12} codegen={c.codegen} {len(c.passes)} chars")
         return 0
     cands = derived_candidates()
     best, provenance = "oz", {"note": "unranked: no report given"}

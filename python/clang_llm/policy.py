@@ -2,7 +2,7 @@
 
 ``plugin_entry(module)`` receives the plugin's handle on an LLVM module (see
 cpp/plugin.cpp: source_filename, content_hash(), ir_text(), bitcode(),
-check(passes), trial(passes), measure(passes, machine_outliner)) and returns a
+check(passes), trial(passes), measure(passes, codegen)) and returns a
 Decision. Back ends rank candidate pipelines; this module turns a ranking into one
 decision (top-1, or in verify mode the measured smallest of the top-k and clang's
 -Oz), applies the fallback rules and writes the decision log.
@@ -13,7 +13,9 @@ Configuration (environment, so the same settings reach opt and clang):
                        tokenizer.json beside it)
   CLANG_LLM_PIPELINE   the pipeline for `fixed`: a pass pipeline or a candidate's name
                        (or CLANG_LLM_PIPELINE_FILE, a file holding either)
-  CLANG_LLM_MACHINE_OUTLINER  1: `fixed` with a raw pipeline turns the machine outliner on
+  CLANG_LLM_CODEGEN    `fixed` with a raw pipeline: code generator knob bits
+                       (pipelines.KNOBS; 1 = machine outliner). CLANG_LLM_MACHINE_OUTLINER=1
+                       is the older spelling of CLANG_LLM_CODEGEN=1
   CLANG_LLM_MODE       "verify" to measure the top-k (the driver sets it for -Oz-llm=verify)
   CLANG_LLM_VERIFY_K   how many ranked candidates verify mode measures (default 4)
   CLANG_LLM_LOG        append one JSON line per module to this file
@@ -40,19 +42,23 @@ class PolicyError(Exception):
 
 
 class Decision:
-    """What the plugin runs. The plugin reads .passes and .machine_outliner."""
+    """What the plugin runs. The plugin reads .passes and .codegen (knob bits)."""
 
-    __slots__ = ("passes", "machine_outliner", "name", "fallback", "measured", "predicted")
+    __slots__ = ("passes", "codegen", "name", "fallback", "measured", "predicted")
 
-    def __init__(self, passes: str, machine_outliner: bool = False, name: str = "custom",
+    def __init__(self, passes: str, codegen: int = 0, name: str = "custom",
                  fallback: str | None = None, measured: dict | None = None):
         self.passes = passes
-        self.machine_outliner = machine_outliner
+        self.codegen = int(codegen)
         self.name = name
         self.fallback = fallback
         self.measured = measured or {}
         # {candidate: predicted text / -Oz text}, from a back end that predicts sizes.
         self.predicted: dict | None = None
+
+    @property
+    def machine_outliner(self) -> bool:
+        return bool(self.codegen & pipelines.MACHINE_OUTLINER)
 
 
 def verify_mode() -> bool:
@@ -95,11 +101,15 @@ def _fixed(_module) -> list[pipelines.Candidate]:
     if not text:
         raise PolicyError("the fixed pipeline is empty")
     # A candidate's name also selects its code generator knobs (e.g. "s05+mo");
-    # a raw pipeline has no name to carry them, so the outliner comes from the
+    # a raw pipeline has no name to carry them, so they come from the
     # environment (the validation gate compiles raw pipelines this way).
-    outliner = os.environ.get("CLANG_LLM_MACHINE_OUTLINER", "") not in ("", "0")
-    known = _by_name_or_none(text) or pipelines.find(text, outliner)
-    return [known or pipelines.Candidate("fixed", text, outliner)]
+    knobs = os.environ.get("CLANG_LLM_CODEGEN", "")
+    if not knobs:
+        knobs = "0" if os.environ.get("CLANG_LLM_MACHINE_OUTLINER", "") in ("", "0") else "1"
+    if not knobs.isdigit() or int(knobs) > pipelines.ALL_KNOBS:
+        raise PolicyError(f"CLANG_LLM_CODEGEN must be knob bits 0-{pipelines.ALL_KNOBS}, not {knobs!r}")
+    known = _by_name_or_none(text) or pipelines.find(text, int(knobs))
+    return [known or pipelines.Candidate("fixed", text, int(knobs))]
 
 
 def _by_name_or_none(text: str) -> pipelines.Candidate | None:
@@ -197,7 +207,7 @@ def _decide_top1(module, ranked) -> Decision:
     why = _usable(module, cand)
     if why:
         raise PolicyError(f"{cand.name}: {why}")
-    return Decision(cand.passes, cand.machine_outliner, cand.name)
+    return Decision(cand.passes, cand.codegen, cand.name)
 
 
 def _decide_verify(module, ranked, k: int) -> Decision:
@@ -215,7 +225,7 @@ def _decide_verify(module, ranked, k: int) -> Decision:
             measured[cand.name] = {"error": why}
             continue
         try:
-            sizes = module.measure(cand.passes, cand.machine_outliner)
+            sizes = module.measure(cand.passes, cand.codegen)
         except Exception as e:  # one failing candidate costs only itself
             measured[cand.name] = {"error": str(e)}
             continue
@@ -224,7 +234,7 @@ def _decide_verify(module, ranked, k: int) -> Decision:
             best, best_text = cand, sizes["text"]
     if "text" not in measured.get("oz", {}):
         raise PolicyError("could not measure clang's -Oz pipeline")
-    return Decision(best.passes, best.machine_outliner, best.name, measured=measured)
+    return Decision(best.passes, best.codegen, best.name, measured=measured)
 
 
 def decide(module) -> Decision:
@@ -267,7 +277,7 @@ def preset_decision() -> str | None:
         return None
     if not cand.validated:
         return None
-    return f"{int(cand.machine_outliner)}:{cand.passes}"
+    return f"{cand.codegen}:{cand.passes}"
 
 
 def _log(module, decision: Decision, seconds: float) -> None:
@@ -283,7 +293,7 @@ def _log(module, decision: Decision, seconds: float) -> None:
         "backend": backend_name(),
         "mode": os.environ.get("CLANG_LLM_MODE", "") or "top1",
         "pipeline": decision.name,
-        "machine_outliner": decision.machine_outliner,
+        "codegen": decision.codegen,
         "fallback": decision.fallback,
         "policy_ms": round(seconds * 1000, 3),
     }

@@ -110,11 +110,19 @@ def test_pipeline_key_names_passes_and_outliner():
     assert k != pipeline_key("function(sroa),function(dce)")
 
 
+def test_pipeline_keys_of_knob_bits_keep_the_outliner_keys():
+    # Stores and label tables made before the other knobs hold keys of
+    # (passes, False/True); bits 0/1 must name the same results.
+    assert pipeline_key("function(sroa)", False) == pipeline_key("function(sroa)", 0)
+    assert pipeline_key("function(sroa)", True) == pipeline_key("function(sroa)", 1)
+    assert len({pipeline_key("function(sroa)", b) for b in range(16)}) == 16
+
+
 def test_store_roundtrip_and_reopen(tmp_path):
     path = tmp_path / "s.sqlite"
     with Store(path) as st:
         a = st.add_pipeline("function(sroa)")
-        b = st.add_pipeline("function(sroa)", machine_outliner=True)
+        b = st.add_pipeline("function(sroa)", codegen=1)
         assert st.add_pipeline("function(sroa)") == a
         st.put("m1", a, Result(100, 8, 40, None, 0.25))
         st.put("m1", b, Result.failure("timeout after 1 s", 1.0))
@@ -129,8 +137,8 @@ def test_store_roundtrip_and_reopen(tmp_path):
         assert not st.get("m1", b).ok and st.get("m1", b).error == "timeout after 1 s"
         assert st.get("m3", a) is None
         assert set(st.get_many("m1")) == {a, b}
-        assert st.passes_of(b) == ("function(sroa)", True)
-        assert st.pipelines()[a].machine_outliner is False
+        assert st.passes_of(b) == ("function(sroa)", 1)
+        assert st.pipelines()[a].codegen == 0
         with pytest.raises(KeyError):
             st.passes_of("ffffffffffffffff")
         assert [r.module_hash for r in st.table()] == ["m1", "m1", "m2"]

@@ -56,11 +56,30 @@ def test_tsv_round_trip():
 @pytest.mark.parametrize("text, msg", [
     ("#format\t9\nname\tmachine_outliner\tvalidated\tnote\tpasses\n", "format"),
     ("#format\t1\noz\t0\t1\tonly four\n", "fields"),
-    ("#format\t1\noz\t2\t1\tnote\tpasses\n", "0 or 1"),
+    ("#format\t1\noz\t16\t1\tnote\tpasses\n", "knob bits 0-15"),
+    ("#format\t1\noz\tmo\t1\tnote\tpasses\n", "knob bits 0-15"),
+    ("#format\t1\noz\t1\t2\tnote\tpasses\n", "0 or 1"),
 ])
 def test_tsv_rejects_bad_files(text, msg):
     with pytest.raises(ValueError, match=msg):
         pipelines.parse(text)
+
+
+def test_codegen_column_holds_knob_bits_and_reads_older_files():
+    # Files from before the register allocator knobs name the column
+    # machine_outliner and hold 0/1: the same bits, the same set hash.
+    old = "#format\t1\nname\tmachine_outliner\tvalidated\tnote\tpasses\noz\t0\t1\t\tp\nx+mo\t1\t1\t\tq\n"
+    _, rows = pipelines.parse(old)
+    assert [(c.codegen, c.machine_outliner) for c in rows] == [(0, False), (1, True)]
+    new = pipelines.write([*rows, pipelines.Candidate("y+mo+ss+ipra", "q", 7)], "oz", {})
+    assert "\nname\tcodegen\tvalidated\tnote\tpasses\n" in new
+    _, back = pipelines.parse(new)
+    assert back[2].codegen == 7 and back[2].machine_outliner
+    assert pipelines.set_hash(back[:2]) == pipelines.set_hash(rows)
+    assert pipelines.knob_suffix(7) == "+mo+ss+ipra" and pipelines.knob_suffix(8) == "+rab"
+    assert pipelines.knob_suffix(0) == ""
+    # True (the outliner, as older callers pass it) is bit 1.
+    assert pipelines.Candidate("z", "q", True).codegen == 1
 
 
 def test_sink_common_insts_changes_only_the_first_simplifycfg():

@@ -159,13 +159,14 @@ def test_generated_pipelines_parse(small_module):
 
 # --- search and selection with a fake evaluator -------------------------------------
 
-def _fake_size(passes: str, mo: bool) -> int:
+def _fake_size(passes: str, codegen: int) -> int:
     """A deterministic stand-in for .text: -Oz is 1000; mergefunc saves 30,
-    the outliner 10, each extra pass costs 1; "dup" of licm breaks the build."""
+    the outliner 10, IPRA 3, each extra pass costs 1; "dup" of licm breaks the build."""
     if passes.count("licm") > pipelines.oz_pipeline().count("licm") + 1:
         return -1
     extra = len(P.parse(passes)) - len(P.base_nodes("oz"))
-    return 1000 - 30 * min(passes.count("mergefunc"), 1) - (10 if mo else 0) + abs(extra)
+    cg = int(codegen)
+    return 1000 - 30 * min(passes.count("mergefunc"), 1) - (10 if cg & 1 else 0) - (3 if cg & 4 else 0) + abs(extra)
 
 
 @pytest.fixture
@@ -178,9 +179,9 @@ def fake_evaluate(monkeypatch):
         out = {}
         for j in jobs:
             calls.append(j)
-            size = _fake_size(j.passes, j.machine_outliner)
+            size = _fake_size(j.passes, j.codegen)
             res = Result(None, None, None, "LLVM ERROR: fake", 0.0) if size < 0 else Result(size, 0, 0, None, 0.0)
-            out[(j.module_hash, pipeline_key(j.passes, j.machine_outliner))] = res
+            out[(j.module_hash, pipeline_key(j.passes, j.codegen))] = res
         return out
 
     monkeypatch.setattr(evaluate, "run", run)
@@ -420,3 +421,40 @@ def test_grow_picks_what_the_set_misses_and_writes_a_candidates_file(fake_evalua
     first = _fake_size(rows[0].passes, rows[0].machine_outliner) / 1000
     assert report["shipped_oracle"]["validation"]["geomean"] == pytest.approx(set_best)
     assert report["grown_oracle"]["1"]["validation"]["geomean"] == pytest.approx(min(set_best, first))
+
+
+def test_knob_pool_offers_shipped_pipelines_with_more_knobs():
+    shipped = [c for c in pipelines.candidates() if c.validated]
+    pool = select.knob_pool(shipped)
+    have = {(c.passes, c.codegen) for c in shipped}
+    assert pool and not {(c.passes, c.codegen) for c in pool} & have
+    by_passes = {c.passes: c for c in shipped}
+    for c in pool:
+        base = by_passes[c.passes]
+        assert c.codegen & base.codegen == base.codegen and c.codegen != base.codegen
+        assert c.name == base.name.removesuffix(pipelines.knob_suffix(base.codegen)) + pipelines.knob_suffix(c.codegen)
+    assert len({c.name for c in pool}) == len(pool)
+
+
+def test_grow_with_knobs_picks_knob_variants(fake_evaluate, monkeypatch, tmp_path):
+    import json
+
+    parser = _search_and_select_cli(monkeypatch, tmp_path, 5)
+    out, report_path = tmp_path / "knobs.tsv", tmp_path / "knobs.json"
+    args = parser.parse_args(["select", "--grow", str(out), "--knobs", "--k", "1", "--train-sample", "4",
+                              "--val-sample", "3", "--report", str(report_path), "--quiet"])
+    assert args.func(args) == 0
+    _, rows = pipelines.parse(out.read_text())
+    assert len(rows) == 1 and not rows[0].validated and rows[0].codegen & 4
+    assert rows[0].passes in {c.passes for c in pipelines.candidates() if c.validated}
+    report = json.loads(report_path.read_text())
+    # Under the fake sizes every module has the same best, so one pick reaches
+    # the best knob variant (IPRA saves 3 of 1000 bytes, the outliner 10).
+    shipped = [c for c in pipelines.candidates() if c.validated]
+    set_best = min(_fake_size(c.passes, c.codegen) for c in shipped) / 1000
+    pool_best = min(_fake_size(c.passes, c.codegen) for c in select.knob_pool(shipped)) / 1000
+    assert pool_best <= set_best - 0.003
+    assert report["shipped_oracle"]["validation"]["geomean"] == pytest.approx(set_best)
+    assert report["grown_oracle"]["1"]["validation"]["geomean"] == pytest.approx(pool_best)
+    args = parser.parse_args(["select", "--knobs", "--quiet"])
+    assert args.func(args) == 2

@@ -82,11 +82,11 @@ class Job:
     module_hash: str
     module_path: str | Path
     passes: str
-    machine_outliner: bool = False
+    codegen: int = 0  # pipelines.KNOBS bits
 
     @property
     def key(self) -> str:
-        return pipeline_key(self.passes, self.machine_outliner)
+        return pipeline_key(self.passes, self.codegen)
 
 
 class Results(dict):
@@ -104,7 +104,7 @@ class Results(dict):
 class _Batch:
     module_hash: str
     path: str
-    items: list[tuple[str, str, bool]]  # (key, passes, machine_outliner)
+    items: list[tuple[str, str, int]]  # (key, passes, codegen knob bits)
 
 
 OnResult = Callable[[str, str, Result, bool], None]  # (module_hash, key, result, store it?)
@@ -161,13 +161,13 @@ def _worker_main(fd: int) -> None:
         modules[module_hash] = module
         while len(modules) > MODULE_CACHE:
             modules.popitem(last=False)
-        for key, passes, outliner in items:
+        for key, passes, codegen in items:
             if hang is not None and passes == hang:
                 while True:
                     time.sleep(3600)
             t0 = time.perf_counter()
             try:
-                s = module.measure(passes, outliner)
+                s = module.measure(passes, codegen)
                 sizes, error = (s["text"], s["data"], s["ir_instructions"]), None
             except Exception as e:  # a pipeline that does not parse or fails in LLVM
                 sizes, error = (None, None, None), f"{type(e).__name__}: {e}"
@@ -466,10 +466,10 @@ def run(jobs: Iterable[Job], store: Store, *, backend: str = "local", workers: i
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         raise FileNotFoundError(f"module file(s) not found: {', '.join(missing[:3])}{more}")
 
-    store.add_pipelines({(j.passes, j.machine_outliner) for j in todo.values()})
+    store.add_pipelines({(j.passes, j.codegen) for j in todo.values()})
     by_module: dict[str, tuple[str, list]] = {}
     for (h, key), j in todo.items():
-        by_module.setdefault(h, (str(j.module_path), []))[1].append((key, j.passes, j.machine_outliner))
+        by_module.setdefault(h, (str(j.module_path), []))[1].append((key, j.passes, j.codegen))
 
     from tqdm import tqdm
 
@@ -624,13 +624,13 @@ def _content_hash(f: Path) -> str:
         raise ValueError(f"{f}: {e}") from e
 
 
-def _pipelines_from_args(args) -> list[tuple[str, str, bool]]:
-    """(name, passes, machine_outliner) to evaluate."""
+def _pipelines_from_args(args) -> list[tuple[str, str, int]]:
+    """(name, passes, codegen knob bits) to evaluate."""
     from clang_llm import pipelines
 
     out = []
     if args.candidates or not args.pipeline_file:
-        out += [(c.name, c.passes, c.machine_outliner) for c in pipelines.candidates()]
+        out += [(c.name, c.passes, c.codegen) for c in pipelines.candidates()]
     for f in args.pipeline_file:
         text = Path(f).read_text(encoding="utf-8").strip()
         if not text:
@@ -638,9 +638,9 @@ def _pipelines_from_args(args) -> list[tuple[str, str, bool]]:
         # As for CLANG_LLM_PIPELINE_FILE: a candidate's name brings its codegen knobs.
         try:
             c = pipelines.by_name(text)
-            out.append((c.name, c.passes, c.machine_outliner))
+            out.append((c.name, c.passes, c.codegen))
         except KeyError:
-            out.append((Path(f).name, text, False))
+            out.append((Path(f).name, text, 0))
     unique = {}
     for name, passes, mo in out:
         unique.setdefault(pipeline_key(passes, mo), (name, passes, mo))

@@ -32,14 +32,14 @@ def build(modules: list[dict], store, args, cands=None) -> "pyarrow.Table":  # n
     from .store import pipeline_key
 
     cands = pipelines.candidates() if cands is None else cands
-    jobs = [evaluate.Job(m["hash"], str(m["path"]), c.passes, c.machine_outliner) for m in modules for c in cands]
+    jobs = [evaluate.Job(m["hash"], str(m["path"]), c.passes, c.codegen) for m in modules for c in cands]
     res = evaluate.run(jobs, store, backend=args.backend, workers=args.workers, timeout=args.timeout,
                        address=args.address, progress=not args.quiet, desc="labels")
     cols: dict[str, list] = {k: [] for k in ("module", "package", "split", "candidate", "text", "data",
                                               "ir_instructions", "error")}
     for m in modules:
         for c in cands:
-            r = res[(m["hash"], pipeline_key(c.passes, c.machine_outliner))]
+            r = res[(m["hash"], pipeline_key(c.passes, c.codegen))]
             for k, v in (("module", m["hash"]), ("package", m.get("package", "")), ("split", m.get("split", "")),
                          ("candidate", c.name), ("text", r.text), ("data", r.data),
                          ("ir_instructions", r.ir_instructions), ("error", r.error)):

@@ -30,6 +30,11 @@ columns):
 ``--grow`` runs greedy from the shipped validated set rather than from -Oz, so
 each pick is the pipeline that most lowers the per-module best of the set plus
 the picks so far; unsafe passes are stripped from older runs' winners first.
+
+``--grow FILE --knobs`` offers, instead of search winners, the shipped validated
+pipelines with more code generator knobs (KNOB_OFFERS: the register allocator
+knobs, with and without the machine outliner); a pick is named after its
+pipeline, e.g. s42+mo+ss+ipra. The search itself does not vary these knobs.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ from .search import (FAILED, add_eval_options, geomean, individual_from_json, in
                      load_summary, seeds)
 
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
+
+# Knob bits select --knobs adds to each shipped pipeline's own (pipelines.KNOBS):
+# split for size + IPRA, the basic allocator + IPRA, each also with the outliner.
+# A probe with llc-22 on 120 training modules under s42+mo: ss+ipra 0.7% smaller
+# on geomean and almost never larger; the basic allocator +0.1% on geomean but
+# 1.3% smaller as a per-module choice (bench/results/selection_knobs.json has
+# the measured selection).
+KNOB_OFFERS = (6, 12, 7, 13)
 
 
 def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
@@ -77,23 +90,51 @@ def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
     return pool[:max_pool]
 
 
-def ratio_matrix(modules: list[dict], pool: list[P.Individual], store, args) -> list[list[float]]:
-    """R[m][p] = .text of module m under pool[p] / .text under -Oz (inf when it failed)."""
-    from . import evaluate
+def _pair(item) -> tuple[str, int]:
+    """(passes, codegen knob bits) of a search Individual or a Candidate."""
+    if isinstance(item, P.Individual):
+        return item.passes(), int(item.machine_outliner)
+    return item.passes, item.codegen
 
-    jobs = [evaluate.Job(m["hash"], str(m["path"]), ind.passes(), ind.machine_outliner)
-            for m in modules for ind in pool]
+
+def ratio_matrix(modules: list[dict], pool: list, store, args) -> list[list[float]]:
+    """R[m][p] = .text of module m under pool[p] (an Individual or a Candidate) /
+    .text under -Oz (inf when it failed)."""
+    from . import evaluate
+    from .store import pipeline_key
+
+    pairs = [_pair(x) for x in pool]
+    jobs = [evaluate.Job(m["hash"], str(m["path"]), passes, cg) for m in modules for passes, cg in pairs]
     res = evaluate.run(jobs, store, backend=args.backend, workers=args.workers, timeout=args.timeout,
                        address=args.address, progress=not args.quiet, desc="select: cross-evaluation")
     oz_key = key_of(P.Individual("oz"))
+    keys = [pipeline_key(*pair) for pair in pairs]
     rows = []
     for m in modules:
         oz = res[(m["hash"], oz_key)]
         if not oz.ok or not oz.text:
             continue  # modules without code (or that -Oz cannot compile) say nothing about pipelines
-        rows.append([(res[(m["hash"], key_of(ind))].text / oz.text) if res[(m["hash"], key_of(ind))].ok
-                     else FAILED for ind in pool])
+        rows.append([(res[(m["hash"], k)].text / oz.text) if res[(m["hash"], k)].ok else FAILED for k in keys])
     return rows
+
+
+def knob_pool(shipped) -> list:
+    """Each shipped candidate with each of KNOB_OFFERS added to its own knobs,
+    named after it (s42+mo -> s42+mo+ss+ipra); none the set has already."""
+    from .. import pipelines
+
+    seen, out = {(c.passes, c.codegen) for c in shipped}, []
+    for c in shipped:
+        stem = c.name.removesuffix(pipelines.knob_suffix(c.codegen))
+        for bits in KNOB_OFFERS:
+            cg = c.codegen | bits
+            if (c.passes, cg) in seen:
+                continue
+            seen.add((c.passes, cg))
+            added = [name for name, bit, _ in pipelines.KNOBS if cg & bit and not c.codegen & bit]
+            out.append(pipelines.Candidate(stem + pipelines.knob_suffix(cg), c.passes, cg, False,
+                                           f"{c.name} with {'+'.join(added)}"))
+    return out
 
 
 def best_addition(rows: list[list[float]], chosen: list[int], banned: set[int] = frozenset()) -> int | None:
@@ -170,10 +211,12 @@ def _cmd_grow(args) -> int:
 
     shipped_c = [c for c in pipelines.candidates() if c.validated]
     shipped = [P.Individual(c.passes, (), c.machine_outliner) for c in shipped_c]
+    pool: list = []
+    if args.knobs:
+        shipped, pool = shipped_c, knob_pool(shipped_c)
     # --max-pool per run: runs seeded differently rank their winners on different
     # scales (gain over the set's best vs over -Oz), so one ranking would let one run crowd out the other.
-    pool = []
-    for run in args.runs:
+    for run in [] if args.knobs else args.runs:
         pool += safe_pool(pool_from_runs([run], 10**9), shipped + pool)[:args.max_pool]
     if not pool:
         print("clang-llm-data select --grow: the runs found nothing the shipped set lacks", file=sys.stderr)
@@ -188,16 +231,19 @@ def _cmd_grow(args) -> int:
     order = greedy(rtrain, len(base) + min(args.k, len(pool)), base)[len(base):]
     ks = [k for k in DEFAULT_KS if k <= len(order)]
     taken = _taken_numbers()
-    new = [pipelines.Candidate(_fresh_name(len(pipelines.candidates()), taken, both[p].machine_outliner),
+    new = [both[p] if args.knobs else
+           pipelines.Candidate(_fresh_name(len(pipelines.candidates()), taken, both[p].machine_outliner),
                                both[p].passes(), both[p].machine_outliner, False, both[p].describe())
            for p in order]
     out = Path(args.grow)
     out.write_text(pipelines.write(new, pipelines.best_fixed().name,
                                    {"command": "clang-llm-data " + " ".join(sys.argv[1:]),
-                                    "date": time.strftime("%Y-%m-%d"), "runs": args.runs,
+                                    "date": time.strftime("%Y-%m-%d"),
+                                    **({"knobs": list(KNOB_OFFERS)} if args.knobs else {"runs": args.runs}),
                                     "grows": pipelines.set_hash()}))
     report = {
-        "command": "clang-llm-data " + " ".join(sys.argv[1:]), "runs": args.runs, "seed": args.seed,
+        "command": "clang-llm-data " + " ".join(sys.argv[1:]), "seed": args.seed,
+        **({"knob_offers": list(KNOB_OFFERS)} if args.knobs else {"runs": args.runs}),
         "pool": len(pool), "train_modules": len(rtrain), "validation_modules": len(rval),
         "seconds": round(time.time() - start, 1), "candidate_set": pipelines.set_hash(),
         "shipped_validated": len(base),
@@ -221,6 +267,9 @@ def _cmd_grow(args) -> int:
 def _cmd_select(args) -> int:
     from .store import Store
 
+    if args.knobs and not args.grow:
+        print("clang-llm-data select: --knobs needs --grow FILE", file=sys.stderr)
+        return 2
     if args.grow:
         return _cmd_grow(args)
 
@@ -396,6 +445,9 @@ def register(sub) -> None:
     p.add_argument("--grow", metavar="FILE",
                    help="instead: pick --k pipelines that add most to the shipped set's validated candidates "
                         "and write them to FILE (candidates.tsv format) for the gate and `validate admit`")
+    p.add_argument("--knobs", action="store_true",
+                   help="with --grow: offer the shipped pipelines with more code generator knobs "
+                        "(KNOB_OFFERS) instead of search winners")
     p.add_argument("--validate-limit", type=int, default=None,
                    help="validate on a subset of each suite (quick runs; such candidates are marked unvalidated)")
     add_eval_options(p)

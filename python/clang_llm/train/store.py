@@ -6,11 +6,11 @@ process that runs evaluations is the only writer; label builders, notebooks and
 a second reader may read it while it grows.
 
     with Store(path) as st:
-        key = st.add_pipeline(passes, machine_outliner=False)
+        key = st.add_pipeline(passes, codegen=0)
         st.put(module_hash, key, Result(text=120, data=8, ir_instructions=40, error=None, seconds=0.1))
         st.get(module_hash, key).text
 
-A pipeline is named by ``pipeline_key(passes, machine_outliner)`` everywhere in
+A pipeline is named by ``pipeline_key(passes, codegen)`` everywhere in
 the data engine (search logs, labels, selection); its text, often 5 KB, is kept
 once in the ``pipelines`` table.
 """
@@ -29,9 +29,10 @@ from typing import NamedTuple
 SCHEMA_VERSION = 1
 
 
-def pipeline_key(passes: str, machine_outliner: bool = False) -> str:
-    """The name of a pipeline with its code generator knobs: 16 hex digits."""
-    return hashlib.sha256(f"{int(bool(machine_outliner))}:{passes}".encode()).hexdigest()[:16]
+def pipeline_key(passes: str, codegen: int = 0) -> str:
+    """The name of a pipeline with its code generator knob bits (pipelines.KNOBS;
+    True, the outliner alone, is 1 as before the other knobs): 16 hex digits."""
+    return hashlib.sha256(f"{int(codegen)}:{passes}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Result:
 
 class Pipeline(NamedTuple):
     passes: str
-    machine_outliner: bool
+    codegen: int  # knob bits; the table's column keeps its first name, machine_outliner
 
 
 class Row(NamedTuple):
@@ -143,12 +144,12 @@ class Store:
 
     # --- pipelines --------------------------------------------------------
 
-    def add_pipeline(self, passes: str, machine_outliner: bool = False) -> str:
+    def add_pipeline(self, passes: str, codegen: int = 0) -> str:
         """Registers a pipeline (idempotent) and returns its key."""
-        return self.add_pipelines([(passes, machine_outliner)])[0]
+        return self.add_pipelines([(passes, codegen)])[0]
 
-    def add_pipelines(self, pipelines: Iterable[tuple[str, bool]]) -> list[str]:
-        rows = [(pipeline_key(p, mo), p, int(bool(mo))) for p, mo in pipelines]
+    def add_pipelines(self, pipelines: Iterable[tuple[str, int]]) -> list[str]:
+        rows = [(pipeline_key(p, cg), p, int(cg)) for p, cg in pipelines]
         new = [r for r in rows if r[0] not in self._known_keys]
         if new:
             with self._transaction():
@@ -159,15 +160,15 @@ class Store:
 
     def pipelines(self) -> dict[str, Pipeline]:
         cur = self._db.execute("SELECT key, passes, machine_outliner FROM pipelines")
-        return {k: Pipeline(p, bool(mo)) for k, p, mo in cur}
+        return {k: Pipeline(p, int(cg)) for k, p, cg in cur}
 
     def passes_of(self, key: str) -> Pipeline:
-        """The pipeline stored under ``key``, as (passes, machine_outliner)."""
+        """The pipeline stored under ``key``, as (passes, codegen)."""
         row = self._db.execute(
             "SELECT passes, machine_outliner FROM pipelines WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise KeyError(f"no pipeline with key {key!r} in {self.path}")
-        return Pipeline(row[0], bool(row[1]))
+        return Pipeline(row[0], int(row[1]))
 
     # --- results ----------------------------------------------------------
 

@@ -2,12 +2,12 @@
 
     clang-llm-data validate baseline                      # once: torture baseline + csmith references
     clang-llm-data validate pipelines --candidates        # every candidate -> data/validation.json
-    clang-llm-data validate pipelines --pipeline-file F [--machine-outliner] [--limit N]
+    clang-llm-data validate pipelines --pipeline-file F [--machine-outliner | --codegen BITS] [--limit N]
 
     from clang_llm.train import validate
-    v = validate.validate(passes, machine_outliner=False)   # -> Verdict(ok, reasons, counts, seconds)
+    v = validate.validate(passes, codegen=0)   # -> Verdict(ok, reasons, counts, seconds)
 
-A pipeline (passes, machine_outliner) passes when
+A pipeline (passes, codegen knob bits) passes when
 
 - determinism: real modules compiled twice give the same object bytes;
 - torture: every self-checking C test from Debian's gcc-12-source
@@ -527,7 +527,7 @@ class Compiler:
         return cls(f"clang{level}", [_paths.find_clang(), level], _clean_env())
 
     @classmethod
-    def pipeline(cls, passes: str, machine_outliner: bool, pipeline_file: Path) -> Compiler:
+    def pipeline(cls, passes: str, codegen: int, pipeline_file: Path) -> Compiler:
         """The command clang-llm's driver runs for -Oz-llm when the decision is
         known before the module is (policy.preset_decision): clang-22 with the
         plugin, handed the pipeline directly, so a shipped candidate runs exactly
@@ -539,9 +539,8 @@ class Compiler:
 
         env = _clean_env()
         env.update(CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE_FILE=str(pipeline_file), CLANG_LLM_STRICT="1")
-        if machine_outliner:
-            env["CLANG_LLM_MACHINE_OUTLINER"] = "1"
-        env[policy.PRESET_VAR] = f"{int(machine_outliner)}:{passes}"
+        env["CLANG_LLM_CODEGEN"] = str(int(codegen))
+        env[policy.PRESET_VAR] = f"{int(codegen)}:{passes}"
         # -fno-crash-diagnostics: a pipeline that crashes LLVM is an expected verdict
         # here, not a bug report to leave in /tmp once per test.
         # Packages build with CC=clang-llm CFLAGS=-Oz-llm, a user's route; the
@@ -1014,10 +1013,10 @@ def toolchain_id() -> str:
     return _toolchain_id
 
 
-def pipeline_key(passes: str, machine_outliner: bool) -> str:
+def pipeline_key(passes: str, codegen: int) -> str:
     from .store import pipeline_key as key
 
-    return key(passes, machine_outliner)
+    return key(passes, codegen)
 
 
 class _Results:
@@ -1081,7 +1080,7 @@ def _smoke(comp: Compiler, work: Path) -> str | None:
     return None if o.ok else f"{o.status}: {o.detail}"
 
 
-def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[str] = SUITES,
+def validate(passes: str, codegen: int = 0, *, suites: Iterable[str] = SUITES,
              jobs: int | None = None, limit: int | None = None, only: Iterable[str] | None = None,
              use_cache: bool = True, log: Callable[[str], None] | None = None,
              fail_fast: bool = False) -> Verdict:
@@ -1103,13 +1102,13 @@ def validate(passes: str, machine_outliner: bool = False, *, suites: Iterable[st
     if unsafe:
         return Verdict(ok=False, reasons=[f"rules: contains {name}: {pipelines.UNSAFE_PASSES[name]}"
                                           for name in unsafe])
-    key = pipeline_key(passes, machine_outliner)
+    key = pipeline_key(passes, codegen)
     pdir = cache_dir() / "pipelines"
     pdir.mkdir(parents=True, exist_ok=True)
     pfile = pdir / f"{key}.pipeline"
     if not pfile.is_file() or pfile.read_text() != passes:
         write_atomic(pfile, passes)
-    comp = Compiler.pipeline(passes, machine_outliner, pfile)
+    comp = Compiler.pipeline(passes, codegen, pfile)
     cache = cache_dir() / "results" / f"{key}-{toolchain_id()}.jsonl" if use_cache else None
     objects = cache_dir() / "objects" / f"{toolchain_id()}.jsonl" if use_cache else None
     if fail_fast and only is None:
@@ -1269,7 +1268,7 @@ def merge_entries(old: dict, new: dict) -> dict:
 def _cmd_pipelines(args) -> int:
     from .. import pipelines
 
-    todo: list[tuple[str, str, bool]] = []
+    todo: list[tuple[str, str, int]] = []
     if args.candidates_file:
         args.candidates = True
     if args.candidates:
@@ -1278,7 +1277,7 @@ def _cmd_pipelines(args) -> int:
                   else pipelines.candidates())
         for c in source:
             if wanted is None or c.name in wanted:
-                todo.append((c.name, c.passes, c.machine_outliner))
+                todo.append((c.name, c.passes, c.codegen))
         if wanted and wanted - {n for n, _, _ in todo}:
             print(f"clang-llm-data: error: no candidates named {sorted(wanted - {n for n, _, _ in todo})}",
                   file=sys.stderr)
@@ -1288,8 +1287,9 @@ def _cmd_pipelines(args) -> int:
         if not text:
             print(f"clang-llm-data: error: {path} is empty", file=sys.stderr)
             return 1
-        name = Path(path).stem + ("+mo" if args.machine_outliner else "")
-        todo.append((name, text, args.machine_outliner))
+        codegen = args.codegen if args.codegen is not None else int(args.machine_outliner)
+        name = Path(path).stem + pipelines.knob_suffix(codegen)
+        todo.append((name, text, codegen))
     if not todo:
         print("clang-llm-data: error: give --candidates and/or --pipeline-file", file=sys.stderr)
         return 1
@@ -1306,7 +1306,7 @@ def _cmd_pipelines(args) -> int:
     suites = tuple(args.suites.split(","))
     failed_any = False
     for name, passes, mo in todo:
-        print(f"validating {name} ({len(passes)} chars, outliner={int(mo)})", file=sys.stderr)
+        print(f"validating {name} ({len(passes)} chars, codegen={int(mo)})", file=sys.stderr)
         try:
             v = validate(passes, mo, suites=suites, jobs=args.jobs, limit=args.limit,
                          only=args.only.split(",") if args.only else None, use_cache=not args.fresh,
@@ -1315,7 +1315,7 @@ def _cmd_pipelines(args) -> int:
             print(f"clang-llm-data: error: {e}", file=sys.stderr)
             return 1
         key = pipeline_key(passes, mo)
-        entry = {"name": name, "key": key, "machine_outliner": mo, "ok": v.ok, "excluded": not v.ok,
+        entry = {"name": name, "key": key, "codegen": int(mo), "ok": v.ok, "excluded": not v.ok,
                  "full": args.limit is None and not args.only and set(suites) == set(SUITES),
                  "limit": args.limit, "toolchain": toolchain_id(),
                  "suites": list(suites), **v.to_json(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -1372,7 +1372,7 @@ def admit(path: Path, report_path: Path, names: list[str] | None = None) -> list
         unsafe = pipelines.unsafe_passes(c.passes)
         if unsafe:
             raise ValidateError(f"{c.name}: contains {', '.join(unsafe)}")
-        e = gate.get((c.name, pipeline_key(c.passes, c.machine_outliner)))
+        e = gate.get((c.name, pipeline_key(c.passes, c.codegen)))
         why = ("no gate entry for this pipeline" if e is None
                else "not a full run of every suite" if not (e.get("full") and set(e["suites"]) == set(SUITES))
                else "excluded: " + "; ".join(e.get("reasons", [])) if not e.get("ok")
@@ -1446,6 +1446,8 @@ def register(sub) -> None:
                                              "of candidates.tsv), e.g. pipelines for a next set")
     v.add_argument("--pipeline-file", action="append", help="a file holding one pipeline (may repeat)")
     v.add_argument("--machine-outliner", action="store_true", help="with --pipeline-file: outliner on")
+    v.add_argument("--codegen", type=int, choices=range(16), metavar="BITS",
+                   help="with --pipeline-file: code generator knob bits (pipelines.KNOBS; 1 = --machine-outliner)")
     v.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
     v.add_argument("--limit", type=int, help="at most N tests per suite (fixed subset): quick, not a full gate")
     v.add_argument("--only", help="just these test ids, comma-separated (e.g. to re-check failures)")
