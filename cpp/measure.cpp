@@ -164,9 +164,15 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
 }
 
 const char *ipraHazard(const Module &M) {
-  for (const Function &F : M)
-    if (!F.isDeclaration() && !F.hasLocalLinkage() && !F.isDSOLocal())
+  for (const Function &F : M) {
+    if (F.isDeclaration())
+      continue;
+    if (!F.hasLocalLinkage() && !F.isDSOLocal())
       return "a preemptible function definition (-fPIC)";
+    // The linker may keep another object's definition of a weak or linkonce one.
+    if (F.isInterposable() || !F.isDefinitionExact())
+      return "a weak function definition";
+  }
   return nullptr;
 }
 

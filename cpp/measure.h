@@ -60,8 +60,8 @@ const char *machineOutlinerHazard(const llvm::Module &M);
 // IPRA lets a caller assume a callee clobbers only the registers its code in
 // this module does. That is wrong for a callee the dynamic linker may replace
 // (a preemptible definition, called through the PLT in -fPIC code: the PLT stub
-// and any interposer clobber what the ABI allows). Returns the first such
-// function of M, which keeps IPRA off, or nullptr.
+// and any interposer clobber what the ABI allows) and for a weak definition the
+// static linker may replace. Returns what in M keeps IPRA off, or nullptr.
 const char *ipraHazard(const llvm::Module &M);
 
 // Makes Knobs take effect in TM's code generator for M. The outliner needs both

@@ -345,7 +345,8 @@ def _main(argv: list[str] | None = None) -> int:
     if args.cmd == "list":
         for c in candidates():
             flag = "validated" if c.validated else "unvalidated"
-            print(f"{c.name:32} {flag:12} codegen={c.codegen} {len(c.passes)} chars")
+            knobs = knob_suffix(c.codegen).lstrip("+") or "-"
+            print(f"{c.name:32} {flag:12} knobs={knobs:12} {len(c.passes)} chars")
         return 0
     cands = derived_candidates()
     best, provenance = "oz", {"note": "unranked: no report given"}

@@ -87,3 +87,8 @@ def test_ipra_only_where_no_callee_can_be_preempted(tmp_path, clang):
     # so its register use says nothing about the callee that will run.
     pic = unoptimised(clang, src, tmp_path / "pic.bc", "-fPIC")
     assert pic.measure(oz, 4) == pic.measure(oz, 0)
+    # A weak definition: another object's may be linked in its place.
+    weak = tmp_path / "weak.c"
+    weak.write_text(CALLS.replace("__attribute__((noinline))", "__attribute__((noinline, weak))"))
+    w = unoptimised(clang, weak, tmp_path / "weak.bc")
+    assert w.measure(oz, 4) == w.measure(oz, 0)

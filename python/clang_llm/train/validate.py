@@ -1367,7 +1367,7 @@ def admit(path: Path, report_path: Path, names: list[str] | None = None) -> list
     for c in todo:
         if c.name in shipped:
             raise ValidateError(f"{c.name}: the shipped set has a candidate of that name")
-        if c.name.removesuffix("+mo") in retired:
+        if c.name.removesuffix(pipelines.knob_suffix(c.codegen)) in retired:
             raise ValidateError(f"{c.name}: an earlier set's candidate carried that name")
         unsafe = pipelines.unsafe_passes(c.passes)
         if unsafe:
