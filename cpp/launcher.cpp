@@ -15,7 +15,6 @@
 // The tables below mirror driver.py; tests/integration/test_launcher.py checks
 // every entry of the Python tables against this program.
 
-#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -196,9 +195,8 @@ std::string presetFromCandidates(const std::string &Path) {
       return "";  // pipelines.py refuses such a file; let it say why
     SawFirst = true;
     if (!Best.empty() && F[0] == Best) {
-      // Knob bits as the plugin reads them (CodegenKnobs::AllBits is 15).
-      const bool KnobsOk = (F[1].size() == 1 && isdigit(F[1][0])) ||
-                           (F[1].size() == 2 && F[1][0] == '1' && F[1][1] >= '0' && F[1][1] <= '5');
+      // Knob bits as the plugin reads them (CodegenKnobs::AllBits is 7).
+      const bool KnobsOk = F[1].size() == 1 && F[1][0] >= '0' && F[1][0] <= '7';
       if (F[2] != "1" || !KnobsOk)
         return "";  // an unvalidated best-fixed (the plugin must trial-run it), or unknown knobs
       Preset = F[1] + ":" + F[4];

@@ -5,7 +5,6 @@
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/Analysis/TargetTransformInfo.h"
 #include "llvm/BinaryFormat/ELF.h"
-#include "llvm/CodeGen/RegAllocRegistry.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
@@ -25,10 +24,6 @@
 
 #include <mutex>
 
-// The allocator registry is a template's static member: without this, this
-// library (built with hidden visibility) would get a private, empty copy of it
-// instead of the one LLVM's code generator reads.
-extern template class llvm::RegisterRegAllocBase<llvm::RegisterRegAlloc>;
 
 using namespace llvm;
 
@@ -101,50 +96,14 @@ private:
   bool Ours = false;
 };
 
-// The register allocator. -regalloc is read once per process (the first code
-// generation copies it into the allocator registry's default), so the knob sets
-// that default itself, and restores what it found.
-class Allocator {
-public:
-  explicit Allocator(StringRef Name) : Name(Name) {}
-  void want(bool On) {
-    if (On == Ours)
-      return;
-    if (On) {
-      RegisterRegAlloc::FunctionPassCtor C = find(Name);
-      if (!C)
-        return;
-      Saved = RegisterRegAlloc::getDefault();
-      RegisterRegAlloc::setDefault(C);
-    } else {
-      // Nothing chosen yet: "default" (by optimisation level), which is also
-      // what -regalloc's own default would have become.
-      RegisterRegAlloc::setDefault(Saved ? Saved : find("default"));
-    }
-    Ours = On;
-  }
-
-private:
-  static RegisterRegAlloc::FunctionPassCtor find(StringRef Name) {
-    for (RegisterRegAlloc *R = RegisterRegAlloc::getList(); R; R = R->getNext())
-      if (R->getName() == Name)
-        return R->getCtor();
-    return nullptr;
-  }
-  StringRef Name;
-  RegisterRegAlloc::FunctionPassCtor Saved = nullptr;
-  bool Ours = false;
-};
 } // namespace
 
 void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &Knobs) {
   static std::mutex Lock;
   static GlobalOption SplitForSize("split-spill-mode", "size");
-  static Allocator BasicAllocator("basic");
   {
     std::lock_guard<std::mutex> G(Lock);
     SplitForSize.want(Knobs.SplitSpillSize);
-    BasicAllocator.want(Knobs.BasicRegAlloc);
   }
   TM.Options.EnableIPRA = Knobs.IPRA && !ipraHazard(M);
   const bool Outliner = Knobs.MachineOutliner && !machineOutlinerHazard(M);

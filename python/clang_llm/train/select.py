@@ -56,12 +56,11 @@ from .search import (FAILED, add_eval_options, geomean, individual_from_json, in
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 
 # Knob bits select --knobs adds to each shipped pipeline's own (pipelines.KNOBS):
-# split for size + IPRA, the basic allocator + IPRA, each also with the outliner.
-# A probe with llc-22 on 120 training modules under s42+mo: ss+ipra 0.7% smaller
-# on geomean and almost never larger; the basic allocator +0.1% on geomean but
-# 1.3% smaller as a per-module choice (bench/results/selection_knobs.json has
-# the measured selection).
-KNOB_OFFERS = (6, 12, 7, 13)
+# split for size + IPRA, also with the outliner. A probe with llc-22 on 120
+# training modules under s42+mo: ss+ipra 0.7% smaller on geomean and almost
+# never larger, so neither is offered alone (bench/results/selection_knobs.json
+# has the measured selection).
+KNOB_OFFERS = (6, 7)
 
 
 def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
