@@ -131,6 +131,16 @@ const char *ipraHazard(const Module &M) {
     // The linker may keep another object's definition of a weak or linkonce one.
     if (F.isInterposable() || !F.isDefinitionExact())
       return "a weak function definition";
+    // LLVM 22's x87 stackifier aborts ("Access past stack top!") on IPRA's
+    // call register masks: gcc.c-torture/execute/20080502-1.c, long double.
+    for (const BasicBlock &BB : F)
+      for (const Instruction &I : BB) {
+        if (I.getType()->isX86_FP80Ty())
+          return "x87 long double code";
+        for (const Value *Op : I.operands())
+          if (Op->getType()->isX86_FP80Ty())
+            return "x87 long double code";
+      }
   }
   return nullptr;
 }

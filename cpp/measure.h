@@ -58,7 +58,8 @@ const char *machineOutlinerHazard(const llvm::Module &M);
 // this module does. That is wrong for a callee the dynamic linker may replace
 // (a preemptible definition, called through the PLT in -fPIC code: the PLT stub
 // and any interposer clobber what the ABI allows) and for a weak definition the
-// static linker may replace. Returns what in M keeps IPRA off, or nullptr.
+// static linker may replace; and LLVM 22 crashes with it on x87 (long double)
+// code. Returns what in M keeps IPRA off, or nullptr.
 const char *ipraHazard(const llvm::Module &M);
 
 // Makes Knobs take effect in TM's code generator for M. The outliner needs both
