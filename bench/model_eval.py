@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         else:
             path = M._module_path(args.modules, h)
             pred[n], pool = r.predict(_core.LoadedModule(path.read_bytes(), path.name).ir_text(), residuals=True)
-    order = M.order_from_predictions(pred)
+    order = M.order_from_predictions(r.ranking_scores(pred))
     # What verify mode measures under the model: its residual cover (ranker.verify_order).
     cover = M.verify_orders(pred, pool)
 
@@ -126,6 +126,8 @@ def main(argv=None) -> int:
         f"best fixed on training labels ({lab.candidates[trained_best]})": M.choose_sizes(text, fixed(trained_best)),
         **{f"best-fixed verify order, top-{k}": M.choose_sizes(text, static, k) for k in (2, 4, 8)},
         "model top-1": M.choose_sizes(text, order),
+        **({"model top-1, predictions alone (no preference for the default)":
+            M.choose_sizes(text, M.order_from_predictions(pred))} if r.prefer else {}),
         **{f"model verify top-{k}": M.choose_sizes(text, cover, k) for k in (2, 4, 8)},
         **({f"model verify top-{k}, k best predicted": M.choose_sizes(text, order, k) for k in (2, 4, 8)}
            if pool is not None else {}),

@@ -30,6 +30,12 @@ near-copies that win and lose together): verify_order() picks, greedily, the
 candidates that most lower the expected smallest .text when the model's
 prediction is off the way it was off on real modules, jointly over candidates.
 A model without the output gets its predicted ranking.
+
+A model may name a candidate to prefer (metadata ``clang_llm.prefer``, JSON
+{"candidate": name, "margin": m}): top-1 keeps that candidate (the best fixed
+pipeline on the training labels) unless another is predicted smaller by more
+than m in log ratio. Training picks m on out-of-fold predictions for held-out
+packages, where the model's small predicted wins were as often losses.
 """
 
 from __future__ import annotations
@@ -156,6 +162,21 @@ class Ranker:
         self.candidates = pipelines.candidates()
         if m.get("inputs") not in ("tokens,features", "features", "tokens"):
             raise ModelError(f"model {self.path} has unknown inputs {m.get('inputs')!r}")
+        self.prefer: tuple[int, float] | None = None
+        if m.get("prefer"):
+            try:
+                p = json.loads(m["prefer"])
+                self.prefer = (names.index(p["candidate"]), float(p["margin"]))
+            except (ValueError, KeyError, TypeError):
+                raise ModelError(f"model {self.path} has an unreadable preference {m['prefer']!r}") from None
+
+    def ranking_scores(self, pred):
+        """What top-1 ranks by: the predictions, with the preferred candidate's
+        lowered by the model's margin (numpy [K] or [N, K]; a copy)."""
+        out = pred.copy()
+        if self.prefer is not None:
+            out[..., self.prefer[0]] -= self.prefer[1]
+        return out
 
     def feeds(self, text: str) -> dict:
         """The graph's inputs for a module's textual IR."""
@@ -197,7 +218,8 @@ class Ranker:
         from . import pipelines
 
         pred, pool = self.predict(text, residuals=True) if verify else (self.predict(text), None)
-        order = sorted(range(len(pred)), key=lambda i: (float(pred[i]), i))
+        scores = self.ranking_scores(pred)
+        order = sorted(range(len(pred)), key=lambda i: (float(scores[i]), i))
         # Only candidates that passed the gate (and were not excluded since) are
         # ranked, measured or reported: a model need not predict the others
         # (the LightGBM variant leaves their outputs at 0).

@@ -3,6 +3,7 @@ the runtime's refusal of mismatched or corrupt models, and the policy's onnx
 back end falling back to -Oz (or failing under CLANG_LLM_STRICT)."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -160,6 +161,9 @@ def _rewrite_meta(path: Path, key: str, value: str) -> None:
     for p in m.metadata_props:
         if p.key == key:
             p.value = value
+            break
+    else:
+        m.metadata_props.add(key=key, value=value)
     onnx.save(m, str(path))
 
 
@@ -403,3 +407,36 @@ def test_shipped_model_fits_the_size_cap_and_matches_the_set():
     assert path.stat().st_size <= model.MAX_MODEL_BYTES
     r = ranker.Ranker(str(path))
     assert r.meta["candidate_set"] == pipelines.set_hash()
+
+
+def test_preference_keeps_the_default_unless_another_wins_by_the_margin(tmp_path):
+    path = tmp_path / "model.onnx"
+    model.export(tiny(use_tokens=False), path, "", {})
+    r = ranker.Ranker(str(path))
+    ranked, predicted = r.rank(SAMPLE)
+    pred = {c.name: float(v) for c, v in zip(pipelines.candidates(), r.predict(SAMPLE))}
+    first = ranked[0].name
+    second = next(c.name for c in ranked if pred[c.name] > pred[first])
+    gap = pred[second] - pred[first]
+    for margin, top in ((gap * 1.5, second), (gap * 0.5, first)):
+        _rewrite_meta(path, "clang_llm.prefer", json.dumps({"candidate": second, "margin": margin}))
+        r = ranker.Ranker(str(path))
+        ranked, again = r.rank(SAMPLE)
+        assert ranked[0].name == top and again == predicted  # reported predictions stay the model's
+    _rewrite_meta(path, "clang_llm.prefer", json.dumps({"candidate": "no-such", "margin": 0.1}))
+    with pytest.raises(ranker.ModelError, match="preference"):
+        ranker.Ranker(str(path))
+
+
+def test_margin_is_chosen_out_of_fold():
+    # Candidate 2 (the default) is right on every module; the predictions favour
+    # 3 by 0.004 on half of them: a margin above that wins. (Column 1 is a
+    # candidate the shipped set no longer validates: never chosen.)
+    assert [pipelines.candidates()[j].validated for j in (2, 3)] == [True, True]
+    text = np.array([[100.0, np.nan, 90.0, 95.0]] * 4)
+    oof = np.array([[0.0, 1.0, -0.10, -0.104]] * 2 + [[0.0, 1.0, -0.10, -0.05]] * 2)
+    margin, best = model.choose_margin(text, oof, np.array([2, 2, 2, 2]))
+    assert margin == 0.005 and best["geomean_ratio"] == pytest.approx(0.9)
+    # Predictions that are right need no margin.
+    margin, _ = model.choose_margin(text, np.array([[0.0, 1.0, -0.1, -0.05]] * 4), np.array([2, 2, 2, 2]))
+    assert margin == 0.0

@@ -208,6 +208,31 @@ def score(text, chosen) -> dict:
     }
 
 
+# Margins (log ratio) by which another candidate must be predicted smaller than
+# the best fixed one to be chosen instead (ranker: clang_llm.prefer).
+PREFER_MARGINS = (0.0, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05)
+
+
+def prefer(pred, default, margin: float):
+    """pred with each module's default candidate (an index, or one per module)
+    lowered by margin: what top-1 ranks by under the ranker's preference."""
+    import numpy as np
+
+    out = pred.copy()
+    out[np.arange(len(out)), default] -= margin
+    return out
+
+
+def choose_margin(text, oof, oof_default) -> tuple[float, dict]:
+    """The margin whose top-1 is smallest out of fold (each held-out package
+    ranked by a model and a best fixed pipeline of the other packages); ties go
+    to the smaller margin. Returns it and its out-of-fold score."""
+    scored = [(score(text, choose_sizes(text, order_from_predictions(prefer(oof, oof_default, m)))), m)
+              for m in PREFER_MARGINS]
+    best, m = min(scored, key=lambda s: (round(s[0]["geomean_ratio"], 7), s[1]))
+    return m, best
+
+
 def order_from_predictions(pred):
     import numpy as np
 
@@ -1048,6 +1073,7 @@ def run(args) -> dict:
     report["shipped_best_fixed_val"] = score(text[val], choose_sizes(text[val], shipped_order[val]))
     preds: dict = {}
     pools: dict = {}
+    margins: dict = {}
     cfg = TrainConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed, rank_weight=args.rank_weight)
     nets = {}
     for variant in args.variants:
@@ -1074,11 +1100,16 @@ def run(args) -> dict:
         preds[variant] = pred
         order = order_from_predictions(pred)
         cover = verify_orders(pred[val], pools[variant])
+        margin, margin_oof = choose_margin(text[train], oof[train], oof_fixed[train])
+        margins[variant] = margin
         entry = {"val": score(text[val], choose_sizes(text[val], order[val])),
                  "val_verify": {f"k{k}": score(text[val], choose_sizes(text[val], cover, k)) for k in (2, 4, 8)},
                  "val_verify_by_prediction": {f"k{k}": score(text[val], choose_sizes(text[val], order[val], k))
                                               for k in (2, 4, 8)},
                  "train_out_of_fold": score(text[train], choose_sizes(text[train], order_from_predictions(oof[train]))),
+                 "prefer_margin": margin, "train_out_of_fold_prefer": margin_oof,
+                 "val_prefer": score(text[val], choose_sizes(
+                     text[val], order_from_predictions(prefer(pred[val], best_j, margin)))),
                  "val_mae_log_ratio": float(np.nanmean(np.abs(pred[val][:, 1:] - y[val][:, 1:]))),
                  "seconds": round(time.time() - t, 1), **info}
         report["variants"][variant] = entry
@@ -1093,6 +1124,8 @@ def run(args) -> dict:
         extra = {"variant": ship, "val_geomean": round(shippable[ship], 6), "val_best_fixed": round(fixed, 6),
                  "labels": Path(lab.source).name, "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         extra["residuals"] = f"{len(pools[ship])} training modules, {RESIDUAL_FOLDS} package folds"
+        if margins[ship] > 0:
+            extra["prefer"] = {"candidate": lab.candidates[best_j], "margin": margins[ship]}
         if ship == "lgbm":
             export_lgbm(nets[ship], len(lab.candidates), data["feats"].shape[1], args.work / "model.onnx", extra,
                         pools[ship])
@@ -1164,6 +1197,18 @@ def write_report(report: dict, stem: Path) -> None:
     o = report["oracle_val"]
     lines.append(f"| oracle (best candidate per module) | {o['geomean_ratio']:.5f} | {o['total_reduction']:+.3%} | "
                  f"{o['improved']:.1%} | {o['regressed']:.1%} | | | | | |")
+    pref = {n: v for n, v in report["variants"].items() if "prefer_margin" in v}
+    if pref:
+        lines += ["", "Preference for the best fixed pipeline (top-1 keeps it unless another candidate is "
+                      "predicted smaller by more than the margin, in log ratio; the margin is chosen on the "
+                      "out-of-fold predictions, then scored on validation):", "",
+                  "| variant | margin | top-1 out-of-fold, without / with | validation, without / with |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {n} | {v['prefer_margin']} | {g(v, 'train_out_of_fold', 'geomean_ratio')} / "
+                  f"{g(v, 'train_out_of_fold_prefer', 'geomean_ratio')} | {v['val']['geomean_ratio']:.5f} / "
+                  f"{g(v, 'val_prefer', 'geomean_ratio')} |" for n, v in pref.items()]
+        lines.append(f"| best fixed | | {g(report['variants']['best-fixed'], 'train_out_of_fold', 'geomean_ratio')} | "
+                     f"{report['variants']['best-fixed']['val']['geomean_ratio']:.5f} |")
     epochs = {n: v["best_epoch"] for n, v in report["variants"].items() if "best_epoch" in v}
     if epochs:
         lines += ["", "The torch variants keep their best validation epoch (" +
