@@ -77,8 +77,8 @@ def lua_modules(lua_sources, clang, tmp_path_factory):
 def test_every_candidate_parses_and_is_deterministic(cand, lua_modules):
     for m in lua_modules:
         assert m.check(cand.passes) is None
-        first = m.measure(cand.passes, cand.machine_outliner)
-        assert m.measure(cand.passes, cand.machine_outliner) == first
+        first = m.measure(cand.passes, cand.codegen)
+        assert m.measure(cand.passes, cand.codegen) == first
 
 
 # --- measuring is what clang produces ------------------------------------------------
@@ -91,7 +91,7 @@ def test_core_measure_equals_real_object(lua_sources, clang, tmp_path, name):
     for src in lua_sources[::4]:
         raw, obj = tmp_path / "raw.bc", tmp_path / "real.o"
         run([clang, "-Oz", *LUA_DEFS, "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-c", src, "-o", raw])
-        measured = _core.LoadedModule(raw.read_bytes(), str(raw)).measure(cand.passes, cand.machine_outliner)
+        measured = _core.LoadedModule(raw.read_bytes(), str(raw)).measure(cand.passes, cand.codegen)
         llm(["-Oz-llm", *LUA_DEFS, "-c", src, "-o", obj], CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE=name)
         assert measured["text"] == text_size(obj.read_bytes()), (src.name, name)
 

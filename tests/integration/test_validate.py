@@ -116,11 +116,11 @@ def test_regression_programs_pass_under_clang_and_catch_what_they_were_reduced_f
     assert pipelines.unsafe_passes(excluded.passes) == ["iroutliner"]
     pfile = tmp_path / "s01.pipeline"
     pfile.write_text(excluded.passes)
-    comp = validate.Compiler.pipeline(excluded.passes, excluded.machine_outliner, pfile)
+    comp = validate.Compiler.pipeline(excluded.passes, excluded.codegen, pfile)
     v = validate.run_gate(comp, None, suites=("regressions",), jobs=JOBS, only=["regressions/iroutliner-cmp-swap.c"])
     assert not v.ok and v.failures["regressions"][0][:2] == ("regressions/iroutliner-cmp-swap.c", "run-fail"), v.failures
     # Through the front door the rule answers first, and nothing is compiled.
-    rejected = validate.validate(excluded.passes, excluded.machine_outliner, use_cache=False)
+    rejected = validate.validate(excluded.passes, excluded.codegen, use_cache=False)
     assert not rejected.ok and rejected.reasons[0].startswith("rules: contains iroutliner: ") and not rejected.counts
 
 
@@ -145,7 +145,7 @@ def test_programs_suite_rejects_a_pipeline_that_breaks_zlib(programs, tmp_path):
     # Past the rule that now rejects it for its iroutliner: the suite must catch it by itself.
     pfile = tmp_path / "s19.pipeline"
     pfile.write_text(bad.passes)
-    v = validate.run_gate(validate.Compiler.pipeline(bad.passes, bad.machine_outliner, pfile), None,
+    v = validate.run_gate(validate.Compiler.pipeline(bad.passes, bad.codegen, pfile), None,
                           suites=("programs",), jobs=JOBS, only=["programs/zlib"])
     assert not v.ok
     (tid, status, detail), = v.failures["programs"]

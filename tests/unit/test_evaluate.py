@@ -348,7 +348,7 @@ def test_cli_evaluates_candidates_and_pipeline_files(corpus, tmp_path, capsys):
         # The files are not named by hash: their content hashes were computed.
         assert set(st.module_hashes()) == {h for h, _ in corpus}
         assert st.passes_of(pipeline_key(mo.passes, True)) == (mo.passes, True)
-        keys = {pipeline_key(c.passes, c.machine_outliner) for c in pipelines.candidates()}
+        keys = {pipeline_key(c.passes, c.codegen) for c in pipelines.candidates()}
         keys.add(pipeline_key("function(sroa,instcombine)"))
         assert {r.key for r in st.table()} == keys
         h, bc = corpus[2]
@@ -382,5 +382,5 @@ def test_labels_extend_measures_only_the_missing_pairs(corpus, expected, tmp_pat
     assert len(got) == table.num_rows == 2 * len(corpus) + measured
     for h, _ in corpus[1:]:
         for c in cands[2:]:
-            assert got[(h, c.name)] == expected[(h, pipeline_key(c.passes, c.machine_outliner))]["text"]
+            assert got[(h, c.name)] == expected[(h, pipeline_key(c.passes, c.codegen))]["text"]
     assert not any((corpus[0][0], c.name) in got for c in cands[2:])

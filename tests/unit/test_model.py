@@ -238,7 +238,8 @@ def test_policy_onnx_verify_measures_the_models_verify_order(tmp_path, monkeypat
     feats = torch.as_tensor(features.vector(SAMPLE, 0.0))[None]
     with torch.no_grad():
         pred = net(torch.zeros(1, 1, 1, dtype=torch.int64), torch.ones(1, 1), feats)[0].numpy() / model.SCALE
-    by_pred = [int(j) for j in np.argsort(pred, kind="stable") if j != 0]
+    # Only validated candidates are ever measured.
+    by_pred = [int(j) for j in np.argsort(pred, kind="stable") if j != 0 and pipelines.candidates()[j].validated]
     # Every pooled module saw the two best-predicted candidates do nothing and
     # the worst-predicted one save 30%.
     pool = np.zeros((4, K), dtype=np.float32)
@@ -253,7 +254,7 @@ def test_policy_onnx_verify_measures_the_models_verify_order(tmp_path, monkeypat
     monkeypatch.setenv("CLANG_LLM_VERIFY_K", "1")
     m = IRModule()
     measured = []
-    m.measure = lambda passes, machine_outliner=False: measured.append(passes) or {"text": 10, "data": 0}
+    m.measure = lambda passes, codegen=0: measured.append(passes) or {"text": 10, "data": 0}
     policy.plugin_entry(m)
     assert measured == [pipelines.oz_pipeline(), pipelines.candidates()[by_pred[-1]].passes]
 

@@ -27,8 +27,8 @@ class FakeModule:
         self.trials.append(passes)
         return "LLVM ERROR: boom" if passes in self.trial_fails else None
 
-    def measure(self, passes, machine_outliner=False):
-        cand = pipelines.find(passes, machine_outliner)
+    def measure(self, passes, codegen=0):
+        cand = pipelines.find(passes, codegen)
         name = cand.name if cand else passes
         self.measured.append(name)
         if name in self.broken:
@@ -42,7 +42,7 @@ def test_candidates_start_with_clangs_oz():
     cands = pipelines.candidates()
     assert cands[0].name == "oz" and cands[0].passes == pipelines.oz_pipeline() and cands[0].validated
     assert len({c.name for c in cands}) == len(cands)
-    assert len({(c.passes, c.machine_outliner) for c in cands}) == len(cands)
+    assert len({(c.passes, c.codegen) for c in cands}) == len(cands)
     assert pipelines.best_fixed() in cands
 
 
@@ -101,7 +101,7 @@ def test_default_is_best_fixed():
 def test_oz_backend(monkeypatch):
     monkeypatch.setenv("CLANG_LLM_POLICY", "oz")
     d = policy.plugin_entry(FakeModule())
-    assert (d.name, d.passes, d.machine_outliner) == ("oz", pipelines.oz_pipeline(), False)
+    assert (d.name, d.passes, d.codegen) == ("oz", pipelines.oz_pipeline(), False)
 
 
 def test_fixed_by_name_and_by_text(monkeypatch):
@@ -301,7 +301,7 @@ def test_log_fields(monkeypatch, tmp_path):
 
 def test_preset_for_module_independent_backends(monkeypatch):
     best = pipelines.best_fixed()
-    assert policy.preset_decision() == f"{int(best.machine_outliner)}:{best.passes}"
+    assert policy.preset_decision() == f"{best.codegen}:{best.passes}"
     monkeypatch.setenv("CLANG_LLM_POLICY", "oz")
     assert policy.preset_decision() == "0:" + pipelines.oz_pipeline()
 
@@ -334,7 +334,7 @@ def test_shipped_candidates_agree_with_the_gate_report():
     for c in pipelines.candidates():
         entry = by_name.get(c.name)
         assert entry is not None, f"{c.name} has no entry in {validate.REPORT}"
-        assert entry["key"] == validate.pipeline_key(c.passes, c.machine_outliner), c.name
+        assert entry["key"] == validate.pipeline_key(c.passes, c.codegen), c.name
         assert entry["full"] and set(entry["suites"]) == set(validate.SUITES), (c.name, entry["suites"])
         if c.validated:
             assert entry["ok"], (c.name, entry["reasons"])
