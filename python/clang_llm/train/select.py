@@ -32,9 +32,9 @@ each pick is the pipeline that most lowers the per-module best of the set plus
 the picks so far; unsafe passes are stripped from older runs' winners first.
 
 ``--grow FILE --knobs`` offers, instead of search winners, the shipped validated
-pipelines with more code generator knobs (KNOB_OFFERS: the register allocator
-knobs, with and without the machine outliner); a pick is named after its
-pipeline, e.g. s42+mo+ss+ipra. The search itself does not vary these knobs.
+pipelines with more code generator knobs (KNOB_OFFERS: split-for-size, with and
+without the machine outliner); a pick is named after its pipeline, e.g.
+s42+mo+ss. The search itself does not vary these knobs.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def ratio_matrix(modules: list[dict], pool: list, store, args) -> list[list[floa
 
 def knob_pool(shipped) -> list:
     """Each shipped candidate with each of KNOB_OFFERS added to its own knobs,
-    named after it (s42+mo -> s42+mo+ss+ipra); none the set has already."""
+    named after it (s42+mo -> s42+mo+ss); none the set has already."""
     from .. import pipelines
 
     seen, out = {(c.passes, c.codegen) for c in shipped}, []
