@@ -73,9 +73,18 @@ def test_onnx_policy_compiles_what_it_logs(tiny_model, tmp_path, clang):
         assert e["backend"] == "onnx" and e["fallback"] is None and e["mode"] == "top1"
         assert set(e["predicted"]) == set(pipelines.usable_names())  # excluded ones get no prediction
         # The best predicted among the candidates the policy may choose (an
-        # excluded one, such as s19+mo, is never chosen).
+        # excluded one, such as s19+mo, is never chosen), the model's preferred
+        # candidate (the default) counted smaller by its margin.
+        import math
+
+        from clang_llm import ranker
+
+        prefer = ranker.Ranker(str(model_path)).prefer
+        favoured, margin = (pipelines.candidates()[prefer[0]].name, prefer[1]) if prefer else (None, 0.0)
         usable = [k for k in e["predicted"] if pipelines.by_name(k).validated]
-        assert e["pipeline"] == min(usable, key=lambda k: (e["predicted"][k], k != "oz"))
+        names = [c.name for c in pipelines.candidates()]
+        assert e["pipeline"] == min(usable, key=lambda k: (math.log(e["predicted"][k]) - (margin if k == favoured else 0),
+                                                           names.index(k)))
         # What the model chose is exactly what clang compiled: the same object as
         # asking for that candidate by name.
         ref = tmp_path / f"ref{n}.o"
