@@ -51,12 +51,12 @@ public:
   }
 
   py::dict measure(const std::string &Passes, unsigned Codegen) {
-    if (Codegen > clang_llm::CodegenKnobs::AllBits)
+    std::optional<clang_llm::CodegenKnobs> K = clang_llm::CodegenKnobs::fromBits(Codegen);
+    if (!K)
       throw std::invalid_argument("unknown code generator knobs: " + std::to_string(Codegen));
-    clang_llm::CodegenKnobs K = clang_llm::CodegenKnobs::fromBits(Codegen);
     Expected<clang_llm::Sizes> S = [&] {
       py::gil_scoped_release NoGil;
-      return clang_llm::measure(*M, Passes, K, *TM);
+      return clang_llm::measure(*M, Passes, *K, *TM);
     }();
     if (!S)
       throw std::invalid_argument(errorText(S.takeError()));

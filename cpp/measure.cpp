@@ -24,7 +24,6 @@
 
 #include <mutex>
 
-
 using namespace llvm;
 
 namespace clang_llm {
@@ -95,7 +94,6 @@ private:
   const char *Name, *Value;
   bool Ours = false;
 };
-
 } // namespace
 
 void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &Knobs) {

@@ -7,6 +7,7 @@
 #include "llvm/Support/Error.h"
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace llvm {
@@ -28,8 +29,11 @@ struct CodegenKnobs {
   // generation on x87 code and on a quarter of csmith's programs.)
 
   static constexpr unsigned AllBits = 7;
-  static CodegenKnobs fromBits(unsigned Bits) {
-    return {(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0};
+  // The knobs of a bit set, or nothing when it holds a bit no knob has.
+  static std::optional<CodegenKnobs> fromBits(unsigned long Bits) {
+    if (Bits > AllBits)
+      return std::nullopt;
+    return CodegenKnobs{(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0};
   }
 };
 

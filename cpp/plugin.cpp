@@ -176,12 +176,12 @@ struct ModuleHandle {
     return std::nullopt;
   }
   py::dict measure(const std::string &Passes, unsigned Codegen) const {
-    if (Codegen > clang_llm::CodegenKnobs::AllBits)
+    std::optional<clang_llm::CodegenKnobs> K = clang_llm::CodegenKnobs::fromBits(Codegen);
+    if (!K)
       throw std::invalid_argument("unknown code generator knobs: " + std::to_string(Codegen));
-    clang_llm::CodegenKnobs K = clang_llm::CodegenKnobs::fromBits(Codegen);
     Expected<clang_llm::Sizes> S = [&] {
       py::gil_scoped_release NoGil;
-      return clang_llm::measure(*M, Passes, K, *TM);
+      return clang_llm::measure(*M, Passes, *K, *TM);
     }();
     if (!S)
       throw std::runtime_error(oneLine(toString(S.takeError())));
@@ -290,9 +290,9 @@ std::optional<Decision> decide(Module &M, TargetMachine *TM, const char *Route) 
   // (policy.preset_decision): "<codegen knob bits>:<passes>". Skips starting Python.
   if (const char *P = std::getenv("CLANG_LLM_PRESET_DECISION")) {
     char *End = nullptr;
-    unsigned long Bits = std::strtoul(P, &End, 10);
-    if (End != P && *End == ':' && Bits <= clang_llm::CodegenKnobs::AllBits) {
-      Decision D{End + 1, clang_llm::CodegenKnobs::fromBits(unsigned(Bits))};
+    std::optional<clang_llm::CodegenKnobs> Knobs = clang_llm::CodegenKnobs::fromBits(std::strtoul(P, &End, 10));
+    if (End != P && *End == ':' && Knobs) {
+      Decision D{End + 1, *Knobs};
       if (Error E = clang_llm::checkPipeline(D.Passes, TM))
         consumeError(std::move(E)); // not trusted after all: ask the policy below
       else
@@ -314,9 +314,10 @@ std::optional<Decision> decide(Module &M, TargetMachine *TM, const char *Route) 
     py::object R = Entry(py::cast(&H, py::return_value_policy::reference));
     D.Passes = R.attr("passes").cast<std::string>();
     unsigned Bits = R.attr("codegen").cast<unsigned>();
-    if (Bits > clang_llm::CodegenKnobs::AllBits)
+    std::optional<clang_llm::CodegenKnobs> Knobs = clang_llm::CodegenKnobs::fromBits(Bits);
+    if (!Knobs)
       return Fallback("unknown code generator knobs " + std::to_string(Bits));
-    D.Knobs = clang_llm::CodegenKnobs::fromBits(Bits);
+    D.Knobs = *Knobs;
   } catch (const std::exception &E) {
     return Fallback(std::string("policy error: ") + E.what());
   }

@@ -51,6 +51,13 @@ MACHINE_OUTLINER = 1
 ALL_KNOBS = 7
 
 
+def knob_bits(text: str) -> int:
+    """Knob bits written as text (candidates.tsv, CLANG_LLM_CODEGEN)."""
+    if not text.isdigit() or int(text) > ALL_KNOBS:
+        raise ValueError(f"{text!r} is not knob bits 0-{ALL_KNOBS}")
+    return int(text)
+
+
 def knob_suffix(codegen: int) -> str:
     """The name suffix for knob bits, e.g. 7 -> "+mo+ss+ipra"."""
     return "".join(f"+{name}" for name, bit, _ in KNOBS if codegen & bit)
@@ -138,11 +145,13 @@ def parse(text: str) -> tuple[dict, tuple[Candidate, ...]]:
         if tuple(fields) in (COLUMNS, _OLD_COLUMNS):
             continue
         name, knobs, ok, note, passes = fields
-        if not knobs.isdigit() or int(knobs) > ALL_KNOBS:
-            raise ValueError(f"candidates.tsv line {n}: codegen must be knob bits 0-{ALL_KNOBS}")
+        try:
+            codegen = knob_bits(knobs)
+        except ValueError as e:
+            raise ValueError(f"candidates.tsv line {n}: codegen: {e}") from None
         if ok not in ("0", "1"):
             raise ValueError(f"candidates.tsv line {n}: validated must be 0 or 1")
-        rows.append(Candidate(name, passes, int(knobs), ok == "1", note))
+        rows.append(Candidate(name, passes, codegen, ok == "1", note))
     if meta.get("format") != str(FORMAT_VERSION):
         raise ValueError(f"candidates.tsv has format {meta.get('format')}, expected {FORMAT_VERSION}")
     return meta, tuple(rows)

@@ -106,10 +106,12 @@ def _fixed(_module) -> list[pipelines.Candidate]:
     knobs = os.environ.get("CLANG_LLM_CODEGEN", "")
     if not knobs:
         knobs = "0" if os.environ.get("CLANG_LLM_MACHINE_OUTLINER", "") in ("", "0") else "1"
-    if not knobs.isdigit() or int(knobs) > pipelines.ALL_KNOBS:
-        raise PolicyError(f"CLANG_LLM_CODEGEN must be knob bits 0-{pipelines.ALL_KNOBS}, not {knobs!r}")
-    known = _by_name_or_none(text) or pipelines.find(text, int(knobs))
-    return [known or pipelines.Candidate("fixed", text, int(knobs))]
+    try:
+        codegen = pipelines.knob_bits(knobs)
+    except ValueError as e:
+        raise PolicyError(f"CLANG_LLM_CODEGEN: {e}") from None
+    known = _by_name_or_none(text) or pipelines.find(text, codegen)
+    return [known or pipelines.Candidate("fixed", text, codegen)]
 
 
 def _by_name_or_none(text: str) -> pipelines.Candidate | None:

@@ -173,10 +173,7 @@ class Ranker:
     def ranking_scores(self, pred):
         """What top-1 ranks by: the predictions, with the preferred candidate's
         lowered by the model's margin (numpy [K] or [N, K]; a copy)."""
-        out = pred.copy()
-        if self.prefer is not None:
-            out[..., self.prefer[0]] -= self.prefer[1]
-        return out
+        return lowered(pred, *self.prefer) if self.prefer is not None else pred.copy()
 
     def feeds(self, text: str) -> dict:
         """The graph's inputs for a module's textual IR."""
@@ -229,6 +226,20 @@ class Ranker:
         if not verify:
             return ranked, ratios
         return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool, pipelines.usable_indices())]
+
+
+def lowered(pred, index, margin: float):
+    """A copy of pred (numpy [K], or [N, K]) with candidate index (one, or one
+    per module) lowered by margin: what top-1 ranks by under a preference.
+    Training picks the margin with this too (model.choose_margin)."""
+    import numpy as np
+
+    out = pred.copy()
+    if np.ndim(index) == 0:
+        out[..., index] -= margin
+    else:
+        out[np.arange(len(out)), index] -= margin
+    return out
 
 
 def verify_order(pred, pool, considered=None) -> list[int]:

@@ -213,21 +213,13 @@ def score(text, chosen) -> dict:
 PREFER_MARGINS = (0.0, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05)
 
 
-def prefer(pred, default, margin: float):
-    """pred with each module's default candidate (an index, or one per module)
-    lowered by margin: what top-1 ranks by under the ranker's preference."""
-    import numpy as np
-
-    out = pred.copy()
-    out[np.arange(len(out)), default] -= margin
-    return out
-
-
 def choose_margin(text, oof, oof_default) -> tuple[float, dict]:
     """The margin whose top-1 is smallest out of fold (each held-out package
     ranked by a model and a best fixed pipeline of the other packages); ties go
     to the smaller margin. Returns it and its out-of-fold score."""
-    scored = [(score(text, choose_sizes(text, order_from_predictions(prefer(oof, oof_default, m)))), m)
+    from .. import ranker
+
+    scored = [(score(text, choose_sizes(text, order_from_predictions(ranker.lowered(oof, oof_default, m)))), m)
               for m in PREFER_MARGINS]
     best, m = min(scored, key=lambda s: (round(s[0]["geomean_ratio"], 7), s[1]))
     return m, best
@@ -1012,7 +1004,7 @@ def token_free(data: dict) -> dict:
 def run(args) -> dict:
     import numpy as np
 
-    from .. import ir
+    from .. import ir, ranker
 
     t0 = time.time()
     lab, data, vocab, tok_hash = prepare(args)
@@ -1109,7 +1101,7 @@ def run(args) -> dict:
                  "train_out_of_fold": score(text[train], choose_sizes(text[train], order_from_predictions(oof[train]))),
                  "prefer_margin": margin, "train_out_of_fold_prefer": margin_oof,
                  "val_prefer": score(text[val], choose_sizes(
-                     text[val], order_from_predictions(prefer(pred[val], best_j, margin)))),
+                     text[val], order_from_predictions(ranker.lowered(pred[val], best_j, margin)))),
                  "val_mae_log_ratio": float(np.nanmean(np.abs(pred[val][:, 1:] - y[val][:, 1:]))),
                  "seconds": round(time.time() - t, 1), **info}
         report["variants"][variant] = entry

@@ -1301,21 +1301,21 @@ def _cmd_pipelines(args) -> int:
     entries = {(e["name"], e["key"]): e for e in report.get("pipelines", [])}
     if args.candidates and not args.names and not args.candidates_file:
         # The whole shipped set: the report describes that set, not earlier ones.
-        current = {(name, pipeline_key(passes, mo)) for name, passes, mo in todo}
+        current = {(name, pipeline_key(passes, codegen)) for name, passes, codegen in todo}
         entries = {k: e for k, e in entries.items() if k in current}
     suites = tuple(args.suites.split(","))
     failed_any = False
-    for name, passes, mo in todo:
-        print(f"validating {name} ({len(passes)} chars, codegen={int(mo)})", file=sys.stderr)
+    for name, passes, codegen in todo:
+        print(f"validating {name} ({len(passes)} chars, codegen={codegen})", file=sys.stderr)
         try:
-            v = validate(passes, mo, suites=suites, jobs=args.jobs, limit=args.limit,
+            v = validate(passes, codegen, suites=suites, jobs=args.jobs, limit=args.limit,
                          only=args.only.split(",") if args.only else None, use_cache=not args.fresh,
                          log=lambda s: print(s, file=sys.stderr))
         except ValidateError as e:
             print(f"clang-llm-data: error: {e}", file=sys.stderr)
             return 1
-        key = pipeline_key(passes, mo)
-        entry = {"name": name, "key": key, "codegen": int(mo), "ok": v.ok, "excluded": not v.ok,
+        key = pipeline_key(passes, codegen)
+        entry = {"name": name, "key": key, "codegen": codegen, "ok": v.ok, "excluded": not v.ok,
                  "full": args.limit is None and not args.only and set(suites) == set(SUITES),
                  "limit": args.limit, "toolchain": toolchain_id(),
                  "suites": list(suites), **v.to_json(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
