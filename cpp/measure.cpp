@@ -69,15 +69,27 @@ Error runPipeline(Module &M, StringRef Pipeline, TargetMachine *TM) {
 }
 
 namespace {
-// One of LLVM's global code generator options, set while decisions ask for it.
-// A user's own -mllvm setting stands until a decision overrides it; once one
-// has, the option returns to LLVM's default, not to the user's value.
+// An option given explicitly (-mllvm) is the user's decision, as it is with
+// clang itself: a knob never overrides it, so a decision that asks for one gets
+// the user's setting instead (checked once, before this process first sets it).
+bool setByUser(cl::Option &O) {
+  return O.getNumOccurrences() > 0;
+}
+
+cl::Option *findOption(StringRef Name) {
+  auto &Opts = cl::getRegisteredOptions();
+  auto It = Opts.find(Name);
+  return It == Opts.end() ? nullptr : It->second;
+}
+
+// One of LLVM's global code generator options, set while decisions ask for it
+// and put back to LLVM's default while they do not (unless the user set it).
 class GlobalOption {
 public:
-  GlobalOption(const char *Name, const char *Value) : Name(Name), Value(Value) {}
+  GlobalOption(const char *Name, const char *Value)
+      : Name(Name), Value(Value), O(findOption(Name)), User(O && setByUser(*O)) {}
   void want(bool On) {
-    cl::Option *O = find();
-    if (!O || On == Ours)
+    if (!O || User || On == Ours)
       return;
     O->reset(); // else a second occurrence is an error ("may only occur once")
     if (On)
@@ -86,12 +98,9 @@ public:
   }
 
 private:
-  cl::Option *find() {
-    auto &Opts = cl::getRegisteredOptions();
-    auto It = Opts.find(Name);
-    return It == Opts.end() ? nullptr : It->second;
-  }
   const char *Name, *Value;
+  cl::Option *O;
+  const bool User;
   bool Ours = false;
 };
 } // namespace
@@ -113,10 +122,9 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
   // bit is set, so other target machines in the process are unaffected.
   static std::once_flag Once;
   std::call_once(Once, [] {
-    auto &Opts = cl::getRegisteredOptions();
-    auto It = Opts.find("enable-machine-outliner");
-    if (It != Opts.end())
-      It->second->addOccurrence(1, "enable-machine-outliner", "always");
+    cl::Option *O = findOption("enable-machine-outliner");
+    if (O && !setByUser(*O))
+      O->addOccurrence(1, "enable-machine-outliner", "always");
   });
 }
 

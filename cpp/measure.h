@@ -72,7 +72,8 @@ const char *ipraHazard(const llvm::Module &M);
 // IPRA likewise where ipraHazard(M). Split-for-size exists only as LLVM's
 // process-wide -split-spill-mode: it is set here for the next code generation
 // in this process and put back when a later decision does not ask for it (a
-// measuring worker runs many).
+// measuring worker runs many). An option the user set with -mllvm
+// (-enable-machine-outliner, -split-spill-mode) is left as the user set it.
 // Every route (clang, opt, measuring) applies decisions through this.
 void applyCodegenKnobs(llvm::TargetMachine &TM, const llvm::Module &M, const CodegenKnobs &Knobs);
 

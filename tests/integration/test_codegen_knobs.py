@@ -63,6 +63,22 @@ def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
     assert r.returncode != 0 and "CLANG_LLM_CODEGEN" in r.stderr
 
 
+
+@pytest.mark.parametrize("bits,user", [(1, "-enable-machine-outliner=never"), (2, "-split-spill-mode=speed")])
+def test_users_own_llvm_option_wins_over_a_knob(bits, user, lua_modules, tmp_path):
+    # As with clang itself, an explicit -mllvm option is the user's choice: a
+    # decision asking for the knob gets the user's setting (here: the knob off;
+    # "speed" is LLVM's own default for split-spill-mode).
+    oz = pipelines.oz_pipeline()
+    env = clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE=oz, CLANG_LLM_CODEGEN=str(bits))
+    changed = 0
+    for src, m in lua_modules:
+        obj = tmp_path / "o.o"
+        run([BIN / "clang-llm", "-Oz-llm", *LUA_DEFS, "-mllvm", user, "-c", src, "-o", obj], env=env)
+        assert _core.object_sizes(obj.read_bytes())["text"] == m.measure(oz, 0)["text"], src.name
+        changed += m.measure(oz, bits)["text"] != m.measure(oz, 0)["text"]
+    assert changed, "the knob changes none of these modules, so the test shows nothing"
+
 # A caller keeps values live across calls to a small function it can see: with
 # IPRA it may keep them in registers the callee does not touch.
 CALLS = """
