@@ -360,6 +360,14 @@ def test_feature_table_holds_the_runtime_vectors_and_feature_models_train_from_i
     assert [c.name for c in ranked] == [c.name for c in ranked if c.validated] and len(ranked) == len(usable)
     assert "k8" in report["variants"]["mlp"]["val_verify"] and "train_out_of_fold" in report["variants"]["mlp"]
 
+    # An ablation-only run: validation scores without the fold refits, and
+    # nothing to ship (no residual cover), so the shipped file stays as it was.
+    before = (work / "model.onnx").read_bytes()
+    assert cli.main([a for a in argv if a != "best-fixed"] + ["--no-out-of-fold"]) == 0
+    quick = json.loads((work / "ablation.json").read_text())
+    assert quick["variants"]["mlp"]["out_of_fold"] is False and "val_verify" not in quick["variants"]["mlp"]
+    assert "shipped" not in quick and (work / "model.onnx").read_bytes() == before
+
     # Without the table and the bitcode: refused, or left out when asked.
     other = tmp_path / "partial.parquet"
     model.write_feature_table(sorted(splits)[:14], mods, other, quiet=True, old=got)
