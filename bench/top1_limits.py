@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Where top-1 stops: measurements behind the README's "why top-1 stays level
+with the default", from the committed label and feature tables (no corpus).
+
+    python bench/top1_limits.py [--quick]
+
+1. Out of fold on the training split (the package folds `train` uses, so each
+   training package is predicted by models that never saw it), top-1 of other
+   formulations of the shipped LightGBM against the best fixed pipeline:
+   per-candidate log ratio to -Oz (as shipped), targets relative to the default,
+   one binary classifier per candidate ("smaller than the default by 0.5%"), and
+   ranking only the first 8 / 4 candidates of the static cover; the regressors
+   with and without a preference margin for the default.
+2. Package favourites: the best candidate of each package chosen on that
+   package's own modules (in sample: an upper bound), and chosen on a random half
+   and scored on the other half, against the default and the oracle.
+3. IR instruction count as a stand-in for measuring in verify mode: among -Oz
+   and the first k of the cover, the fewest IR instructions after the pipeline,
+   against the smallest measured .text.
+
+Writes bench/results/top1_limits.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+
+from clang_llm import pipelines, ranker  # noqa: E402
+from clang_llm.train import labels as labels_mod, model as M  # noqa: E402
+
+MARGINS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
+CLASS_GAIN = 0.005  # log ratio: "smaller than the default by about 0.5%"
+
+
+def geomean_change(text, chosen) -> float:
+    return M.score(text, chosen)["geomean_ratio"] - 1.0
+
+
+def fit_predict(feats, y, train, columns, dflt, mode, seed=0):
+    import lightgbm as lgb
+
+    pred = np.zeros_like(y)
+    for j in columns:
+        if mode == "classify" and j == dflt:
+            continue
+        rows = [i for i in train if not np.isnan(y[i, j]) and not np.isnan(y[i, dflt])]
+        target = y[rows, j]
+        objective, extra = "huber", {"alpha": 0.02}
+        if mode in ("relative", "classify") and j != dflt:
+            target = target - y[rows, dflt]
+        if mode == "classify":
+            target, objective, extra = (target < -CLASS_GAIN).astype(float), "binary", {}
+        params = {"objective": objective, **extra, "learning_rate": M.LGBM_LEARNING_RATE, "num_leaves": 15,
+                  "min_data_in_leaf": 10, "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8,
+                  "seed": seed, "deterministic": True, "num_threads": 1, "verbosity": -1}
+        booster = lgb.train(params, lgb.Dataset(feats[rows], target), num_boost_round=M.LGBM_ROUNDS)
+        pred[:, j] = booster.predict(feats)
+    if mode == "relative":
+        for j in columns:
+            if j != dflt:
+                pred[:, j] += pred[:, dflt]  # only differences matter to the ranking
+    return pred
+
+
+def formulations(lab, data, dflt, usable, cover, quick):
+    feats, y = data["feats"], data["y"]
+    runs = {"as shipped (log ratio to -Oz)": ("absolute", usable),
+            "relative to the default": ("relative", usable),
+            "classifiers: beats the default by 0.5%": ("classify", usable),
+            "first 8 of the cover only": ("absolute", sorted(set(cover[:8]) | {dflt})),
+            "first 4 of the cover only": ("absolute", sorted(set(cover[:4]) | {dflt}))}
+    if quick:
+        runs = dict(list(runs.items())[:1])
+    train = np.array(lab.scored("train"))
+    text = lab.text[train]
+    out = {"best fixed": geomean_change(text, text[:, dflt])}
+    for name, (mode, columns) in runs.items():
+        t0 = time.time()
+        oof = np.zeros_like(y)
+        for flab in M.package_folds(lab, M.RESIDUAL_FOLDS, 0):
+            held = np.array(flab.rows("held-out"))
+            oof[held] = fit_predict(feats, y, flab.rows("train"), columns, dflt, mode)[held]
+        p = oof[train]
+        idx = np.arange(len(train))
+        if mode == "classify":
+            q = np.full_like(p, -1.0)
+            q[:, [j for j in columns if j != dflt]] = p[:, [j for j in columns if j != dflt]]
+            res = {f"threshold {t}": geomean_change(text, text[idx, np.where(q.max(1) > t, q.argmax(1), dflt)])
+                   for t in THRESHOLDS}
+        else:
+            masked = np.full_like(p, np.inf)
+            masked[:, columns] = p[:, columns]
+            res = {f"margin {m}": geomean_change(text, text[idx, ranker.lowered(masked, dflt, m).argmin(1)])
+                   for m in MARGINS}
+        out[name] = res
+        print(f"{name}: {min(res.values()):+.4%} at best ({time.time() - t0:.0f} s)", file=sys.stderr)
+    return out
+
+
+def favourites(lab, dflt, usable, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split in ("train", "validation", "test"):
+        rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0]
+        y = np.nan_to_num(np.log(lab.text[rows][:, usable] / lab.text[rows][:, :1]), nan=0.0)
+        pkg = np.array([lab.package[i] for i in rows])
+        d = usable.index(dflt)
+        in_sample = sum(y[pkg == p].mean(0).min() * (pkg == p).sum() for p in set(pkg)) / len(rows)
+        halves = []
+        for _ in range(20):
+            scored = []
+            for p in sorted(set(pkg)):
+                idx = np.flatnonzero(pkg == p)
+                rng.shuffle(idx)
+                a, b = idx[: len(idx) // 2], idx[len(idx) // 2:]
+                j = int(y[a].mean(0).argmin()) if len(a) else d
+                scored.append(y[b, j])
+            halves.append(np.concatenate(scored).mean())
+        out[split] = {"modules": len(rows), "packages": len(set(pkg)), "default": float(np.expm1(y[:, d].mean())),
+                      "package_best_in_sample": float(np.expm1(in_sample)),
+                      "package_best_from_half": float(np.expm1(np.mean(halves))),
+                      "oracle": float(np.expm1(y.min(1).mean()))}
+    return out
+
+
+def ir_proxy(lab, cover):
+    table = labels_mod.read(None).select(["module", "candidate", "ir_instructions"]).to_pydict()
+    row = {h: i for i, h in enumerate(lab.modules)}
+    col = {c: j for j, c in enumerate(lab.candidates)}
+    ir = np.full(lab.text.shape, np.nan)
+    for h, c, n in zip(table["module"], table["candidate"], table["ir_instructions"]):
+        if h in row and c in col and n is not None:
+            ir[row[h], col[c]] = n
+    out = {}
+    for split in ("validation", "test"):
+        rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0]
+        t, n = np.nan_to_num(lab.text[rows], nan=np.inf), np.nan_to_num(ir[rows], nan=np.inf)
+        t[np.isinf(t)] = np.repeat(t[:, :1], t.shape[1], axis=1)[np.isinf(t)]  # failed: -Oz
+        idx = np.arange(len(rows))
+        out[split] = {}
+        for k in (2, 4, 8):
+            cands = [0] + cover[:k]
+            measured = t[:, cands].min(1)
+            by_ir = t[idx, np.array(cands)[n[:, cands].argmin(1)]]
+            out[split][f"k{k}"] = {"measured": geomean_change(t, measured), "by_ir": geomean_change(t, by_ir),
+                                   "by_ir_regressed": float((by_ir > t[:, 0]).mean())}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="only the shipped formulation (for a smoke run)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "top1_limits")
+    args = ap.parse_args(argv)
+    lab = M.load_labels(None)
+    lab, data, _, _ = M.prepare_token_free(lab, argparse.Namespace(modules=None, features=None, quiet=True,
+                                                                   allow_missing=True))
+    usable = [j for j in pipelines.usable_indices() if j != 0]
+    dflt = lab.candidates.index(pipelines.best_fixed().name)
+    cover = M.coverage_order(lab, [lab.candidates[j] for j in usable])[0]
+    report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": "python bench/top1_limits.py" + (" --quick" if args.quick else ""),
+              "default": lab.candidates[dflt], "training_modules_scored": len(lab.scored("train")),
+              "out_of_fold": formulations(lab, data, dflt, usable, cover, args.quick),
+              "package_favourites": favourites(lab, dflt, [0] + usable),
+              "ir_proxy": ir_proxy(lab, cover)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = ["# Where top-1 stops", "", f"Default `{report['default']}`; `{report['command']}` ({report['date']}).", "",
+             f"## Out-of-fold top-1, {report['training_modules_scored']} training modules, "
+             f"{M.RESIDUAL_FOLDS} package folds (geomean .text vs -Oz)", "",
+             "| formulation | best | all |", "| --- | ---: | --- |"]
+    for name, res in report["out_of_fold"].items():
+        if isinstance(res, float):
+            lines.append(f"| {name} | {res:+.3%} | |")
+        else:
+            best = min(res, key=res.get)
+            lines.append(f"| {name} | {res[best]:+.3%} ({best}) | "
+                         + ", ".join(f"{k}: {v:+.3%}" for k, v in res.items()) + " |")
+    lines += ["", "## Package favourites (geomean .text vs -Oz)", "",
+              "| split | modules / packages | default | package best, in sample | package best from half | oracle |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for split, v in report["package_favourites"].items():
+        lines.append(f"| {split} | {v['modules']} / {v['packages']} | {v['default']:+.2%} | "
+                     f"{v['package_best_in_sample']:+.2%} | {v['package_best_from_half']:+.2%} | {v['oracle']:+.2%} |")
+    lines += ["", "## Verify by IR instruction count instead of measuring (-Oz and the first k of the cover)", "",
+              "| split | k | measured | fewest IR instructions | larger than -Oz |", "| --- | --- | ---: | ---: | ---: |"]
+    for split, ks in report["ir_proxy"].items():
+        for k, v in ks.items():
+            lines.append(f"| {split} | {k[1:]} | {v['measured']:+.2%} | {v['by_ir']:+.2%} | {v['by_ir_regressed']:.1%} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(args.out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
