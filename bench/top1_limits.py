@@ -56,14 +56,13 @@ def fit_predict(feats, y, train, columns, dflt, mode, seed=0):
             continue
         rows = [i for i in train if not np.isnan(y[i, j]) and not np.isnan(y[i, dflt])]
         target = y[rows, j]
-        objective, extra = "huber", {"alpha": 0.02}
+        params = M.lgbm_params(seed)
         if mode in ("relative", "classify") and j != dflt:
             target = target - y[rows, dflt]
         if mode == "classify":
-            target, objective, extra = (target < -CLASS_GAIN).astype(float), "binary", {}
-        params = {"objective": objective, **extra, "learning_rate": M.LGBM_LEARNING_RATE, "num_leaves": 15,
-                  "min_data_in_leaf": 10, "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8,
-                  "seed": seed, "deterministic": True, "num_threads": 1, "verbosity": -1}
+            target = (target < -CLASS_GAIN).astype(float)
+            params["objective"] = "binary"
+            del params["alpha"]
         booster = lgb.train(params, lgb.Dataset(feats[rows], target), num_boost_round=M.LGBM_ROUNDS)
         pred[:, j] = booster.predict(feats)
     if mode == "relative":

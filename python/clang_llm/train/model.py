@@ -762,6 +762,14 @@ LGBM_ROUNDS, LGBM_LEARNING_RATE = 150, 0.06
 LGBM_TREE_BUDGET = 63 * 300
 
 
+def lgbm_params(seed: int) -> dict:
+    """The shipped boosters' LightGBM parameters (bench/top1_limits.py varies
+    only the objective around them)."""
+    return {"objective": "huber", "alpha": 0.02, "learning_rate": LGBM_LEARNING_RATE, "num_leaves": 15,
+            "min_data_in_leaf": 10, "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8,
+            "seed": seed, "deterministic": True, "num_threads": 1, "verbosity": -1}
+
+
 def fit_lgbm(data: dict, lab: Labels, seed: int):
     """One LightGBM regressor per usable candidate over the features (the
     ablation's feature-only gradient boosting). Returns (predictions for every
@@ -783,10 +791,7 @@ def fit_lgbm(data: dict, lab: Labels, seed: int):
     rounds = min(LGBM_ROUNDS, LGBM_TREE_BUDGET // max(len(columns), 1))
     for j in columns:
         rows = [i for i in train if not np.isnan(y[i, j])]
-        params = {"objective": "huber", "alpha": 0.02, "learning_rate": LGBM_LEARNING_RATE, "num_leaves": 15,
-                  "min_data_in_leaf": 10, "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8,
-                  "seed": seed, "deterministic": True, "num_threads": 1, "verbosity": -1}
-        booster = lgb.train(params, lgb.Dataset(feats[rows], y[rows, j]), num_boost_round=rounds)
+        booster = lgb.train(lgbm_params(seed), lgb.Dataset(feats[rows], y[rows, j]), num_boost_round=rounds)
         pred[:, j] = booster.predict(feats)
         boosters[j] = booster
     return pred, boosters
@@ -1086,7 +1091,8 @@ def run(args) -> dict:
                 return _predict(fnet, list(range(len(text))), vdata)
 
             net, info = fit(variant, vdata, lab, vocab, cfg, args.work, args.quiet)
-            nets[variant] = net
+            if not args.no_out_of_fold:
+                nets[variant] = net
             pred = _predict(net, list(range(len(text))), vdata)
         preds[variant] = pred
         order = order_from_predictions(pred)
@@ -1096,8 +1102,8 @@ def run(args) -> dict:
                  "val_mae_log_ratio": float(np.nanmean(np.abs(pred[val][:, 1:] - y[val][:, 1:])))}
         if args.no_out_of_fold and variant != "lgbm":
             # An ablation row only: without out-of-fold predictions there is no
-            # residual cover or preference margin, so the variant cannot ship.
-            nets.pop(variant)
+            # residual cover or preference margin, so the variant cannot ship
+            # (it was never put in nets).
             entry["out_of_fold"] = False
         else:
             pools[variant], oof = residual_pool(fit_predict, vdata, lab, args.seed, args.quiet)
