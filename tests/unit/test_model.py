@@ -449,3 +449,31 @@ def test_margin_is_chosen_out_of_fold():
     # Predictions that are right need no margin.
     margin, _ = model.choose_margin(text, np.array([[0.0, 1.0, -0.1, -0.05]] * 4), np.array([2, 2, 2, 2]))
     assert margin == 0.0
+
+
+def test_token_variants_train_from_bitcode_and_leave_out_modules_without_it(tmp_path):
+    """The transformer path end to end on a tiny corpus (tokenizer, encoding,
+    an epoch, ablation report); a labelled module whose bitcode this corpus
+    lacks stops it with a clear message, or is left out when asked, instead of
+    the tokenizer dying on a missing file."""
+    from clang_llm.train import cli
+
+    rng = np.random.default_rng(1)
+    mods = tmp_path / "modules"
+    mods.mkdir()
+    splits = {f"t{i:02d}": ("train" if i < 10 else "validation") for i in range(13)}
+    for i, h in enumerate(splits):
+        (mods / f"{h}.bc").write_text(SAMPLE.replace("ret i32", f"; {i}\n  ret i32"))
+    labels_path = tmp_path / "labels.parquet"
+    _label_table(labels_path, splits, rng)
+    (mods / "t04.bc").unlink()
+    work = tmp_path / "work"
+    argv = ["train", "--labels", str(labels_path), "--modules", str(mods), "--features", str(tmp_path / "none.parquet"),
+            "--variants", "transformer", "--epochs", "1", "--vocab", "300", "--no-out-of-fold", "--work", str(work),
+            "--report", str(tmp_path / "report"), "--quiet"]
+    with pytest.raises(SystemExit, match="1 of 13 labelled modules have no bitcode"):
+        cli.main(argv)
+    assert cli.main(argv + ["--allow-missing"]) == 0
+    report = json.loads((work / "ablation.json").read_text())
+    assert report["left_out_without_bitcode"] == 1 and report["modules"]["train"] == 9
+    assert report["variants"]["transformer"]["out_of_fold"] is False and (work / "tokenizer.json").is_file()

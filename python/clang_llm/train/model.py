@@ -931,6 +931,16 @@ def prepare(args) -> tuple[Labels, dict, int, str]:
     work.mkdir(parents=True, exist_ok=True)
     if all(v in TOKEN_FREE for v in args.variants):
         return prepare_token_free(lab, args)
+    # A token model reads the bitcode itself; a labelled module whose package built
+    # differently in this corpus has none, and the tokenizer would die on it.
+    have = [_module_path(args.modules, h).is_file() for h in lab.modules]
+    left_out = have.count(False)
+    if left_out and not args.allow_missing:
+        raise SystemExit(f"clang-llm-data train: {left_out} of {len(lab.modules)} labelled modules have no bitcode "
+                         "in the corpus: build the corpus, or pass --allow-missing to leave them out")
+    if left_out:
+        print(f"clang-llm-data train: leaving out {left_out} labelled modules without bitcode", file=sys.stderr)
+        lab = lab.subset([i for i, h in enumerate(have) if h])
     tok_path = work / "tokenizer.json"
     if tok_path.exists() and not args.retrain_tokenizer:
         tok, tok_hash = ir.load_tokenizer(str(tok_path))
@@ -950,6 +960,7 @@ def prepare(args) -> tuple[Labels, dict, int, str]:
         "y": y,
         "mask": (~np.isnan(y)).astype(np.float32),
         "signature": tok_hash,
+        "left_out": left_out,
     }
     return lab, data, tok.get_vocab_size(), tok_hash
 
@@ -1033,6 +1044,7 @@ def run(args) -> dict:
         chunks = np.array([len(c) for c in data["enc"]])
         report["chunks_per_module"] = {"mean": float(chunks.mean()),
                                        "at_cap": float((chunks == ir.MAX_CHUNKS).mean())}
+        report["left_out_without_bitcode"] = data["left_out"]
     else:
         report["inputs"] = "features only (committed feature table, else the modules' bitcode)"
         report["left_out_without_features"] = data["left_out"]
@@ -1274,7 +1286,8 @@ def register(sub) -> None:
     p.add_argument("--features", type=Path, help="feature table for the feature-only variants "
                                                  f"(default: {FEATURE_TABLE}; modules it lacks are read from --modules)")
     p.add_argument("--allow-missing", action="store_true",
-                   help="feature-only variants: leave out labelled modules that have no features instead of failing")
+                   help="leave out labelled modules that have no features (feature-only variants) or no "
+                        "bitcode (token variants) instead of failing")
     p.add_argument("--work", type=Path, default=data_root() / "model", help="checkpoints, caches, model.onnx")
     p.add_argument("--variants", nargs="+", default=["all"], help=f"any of {', '.join(VARIANTS)} (default all)")
     p.add_argument("--epochs", type=int, default=10, help="per torch variant (the best epochs came early: 1-5)")
