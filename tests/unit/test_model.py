@@ -477,3 +477,27 @@ def test_token_variants_train_from_bitcode_and_leave_out_modules_without_it(tmp_
     report = json.loads((work / "ablation.json").read_text())
     assert report["left_out_without_bitcode"] == 1 and report["modules"]["train"] == 9
     assert report["variants"]["transformer"]["out_of_fold"] is False and (work / "tokenizer.json").is_file()
+
+
+def test_the_variant_shipped_is_the_best_top1_as_it_runs_then_verify():
+    """Shipping ranks variants by validation top-1 with their preference for
+    the default (what the runtime ranks by), not by their predictions alone;
+    when the preference makes them equal, verify k=4 decides."""
+    def entry(alone, as_run, k4):
+        return {"val": {"geomean_ratio": alone}, "val_prefer": {"geomean_ratio": as_run},
+                "val_verify": {"k4": {"geomean_ratio": k4}}}
+
+    # lgbm's predictions alone are better, but both keep the default when run:
+    # the better verify cover ships.
+    tied = {"lgbm": entry(0.986, 0.9865, 0.9723), "mlp": entry(0.992, 0.9865, 0.9713)}
+    assert model.ship_choice(tied) == "mlp"
+    # A variant that beats the default as it runs wins whatever its cover.
+    ahead = {"lgbm": entry(0.986, 0.9850, 0.9750), "mlp": entry(0.992, 0.9865, 0.9700)}
+    assert model.ship_choice(ahead) == "lgbm"
+    # Equal in both: VARIANTS order.
+    same = {"mlp": entry(0.99, 0.9865, 0.97), "lgbm": entry(0.99, 0.9865, 0.97)}
+    assert model.ship_choice(same) == "lgbm"
+    # Without a preference (margin 0), top-1 is the predictions' own.
+    plain = {"lgbm": {"val": {"geomean_ratio": 0.984}, "val_verify": {"k4": {"geomean_ratio": 0.98}}},
+             "mlp": entry(0.992, 0.9865, 0.9700)}
+    assert model.ship_choice(plain) == "lgbm" and model.top1_as_run(plain["lgbm"]) == 0.984
