@@ -169,6 +169,19 @@ def ir_proxy(lab, cover):
     return out
 
 
+def formulation_table(results: dict) -> list[str]:
+    """Markdown rows: each formulation's best setting, then all of them."""
+    lines = ["| formulation | best | all |", "| --- | ---: | --- |"]
+    for name, res in results.items():
+        if isinstance(res, float):
+            lines.append(f"| {name} | {res:+.3%} | |")
+        else:
+            best = min(res, key=res.get)
+            lines.append(f"| {name} | {res[best]:+.3%} ({best}) | "
+                         + ", ".join(f"{k}: {v:+.3%}" for k, v in res.items()) + " |")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the shipped formulation (for a smoke run)")
@@ -192,23 +205,9 @@ def main(argv=None) -> int:
     lines = ["# Where top-1 stops", "", f"Default `{report['default']}`; `{report['command']}` ({report['date']}).", "",
              f"## Out-of-fold top-1, {report['training_modules_scored']} training modules, "
              f"{M.RESIDUAL_FOLDS} package folds (geomean .text vs -Oz)", "",
-             "| formulation | best | all |", "| --- | ---: | --- |"]
-    for name, res in report["out_of_fold"].items():
-        if isinstance(res, float):
-            lines.append(f"| {name} | {res:+.3%} | |")
-        else:
-            best = min(res, key=res.get)
-            lines.append(f"| {name} | {res[best]:+.3%} ({best}) | "
-                         + ", ".join(f"{k}: {v:+.3%}" for k, v in res.items()) + " |")
-    lines += ["", "The same, every held-out training package weighted once (geomean of package geomeans):", "",
-              "| formulation | best | all |", "| --- | ---: | --- |"]
-    for name, res in report["out_of_fold_per_package"].items():
-        if isinstance(res, float):
-            lines.append(f"| {name} | {res:+.3%} | |")
-        else:
-            best = min(res, key=res.get)
-            lines.append(f"| {name} | {res[best]:+.3%} ({best}) | "
-                         + ", ".join(f"{k}: {v:+.3%}" for k, v in res.items()) + " |")
+             *formulation_table(report["out_of_fold"]),
+             "", "The same, every held-out training package weighted once (geomean of package geomeans):", "",
+             *formulation_table(report["out_of_fold_per_package"])]
     lines += ["", "## Package favourites (geomean .text vs -Oz)", "",
               "| split | modules / packages | default | package best, in sample | package best from half | oracle |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]
