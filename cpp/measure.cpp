@@ -108,9 +108,13 @@ private:
 void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &Knobs) {
   static std::mutex Lock;
   static GlobalOption SplitForSize("split-spill-mode", "size");
+  static GlobalOption NoBlockPlacement("disable-block-placement", "true");
+  static GlobalOption TailMergeOne("tail-merge-size", "1");
   {
     std::lock_guard<std::mutex> G(Lock);
     SplitForSize.want(Knobs.SplitSpillSize);
+    NoBlockPlacement.want(Knobs.SizeLayout);
+    TailMergeOne.want(Knobs.SizeLayout);
   }
   TM.Options.EnableIPRA = Knobs.IPRA && !ipraHazard(M);
   const bool Outliner = Knobs.MachineOutliner && !machineOutlinerHazard(M);

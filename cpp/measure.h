@@ -25,15 +25,19 @@ struct CodegenKnobs {
   bool MachineOutliner = false; // 1
   bool SplitSpillSize = false;  // 2: the greedy allocator splits live ranges for size
   bool IPRA = false;            // 4: interprocedural register allocation
-  // (LLVM 22's basic register allocator was tried as bit 8: it crashes code
-  // generation on x87 code and on a quarter of csmith's programs.)
+  // 8: size layout: no probability-driven block placement (it lays blocks out
+  // for speed), and branch folding merges common tails down to one instruction
+  // (LLVM's default 3). (LLVM 22's basic register allocator was tried as bit 8
+  // first and dropped: it crashes code generation on x87 code and on a quarter
+  // of csmith's programs.)
+  bool SizeLayout = false;
 
-  static constexpr unsigned AllBits = 7;
+  static constexpr unsigned AllBits = 15;
   // The knobs of a bit set, or nothing when it holds a bit no knob has.
   static std::optional<CodegenKnobs> fromBits(unsigned long Bits) {
     if (Bits > AllBits)
       return std::nullopt;
-    return CodegenKnobs{(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0};
+    return CodegenKnobs{(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0, (Bits & 8) != 0};
   }
 };
 

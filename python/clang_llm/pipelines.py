@@ -15,7 +15,7 @@ The file is tab-separated text rather than JSON because the plugin reads it in
 every compiler process, and importing json (with re) costs more than parsing
 this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
 provenance, retired, verify_order), then a header row and one row per candidate:
-name, codegen (the KNOBS bits it sets, 0-7), validated (0/1), note, passes.
+name, codegen (the KNOBS bits it sets, 0-15), validated (0/1), note, passes.
 Files from before the register allocator knobs call the codegen column
 machine_outliner and hold only 0 or 1, which mean the same.
 """
@@ -43,12 +43,14 @@ KNOBS = (
     ("mo", 1, "machine outliner"),
     ("ss", 2, "greedy register allocator splits live ranges for size (-split-spill-mode=size)"),
     ("ipra", 4, "interprocedural register allocation (off where a callee may be preempted)"),
+    ("sl", 8, "size layout: no block placement (-disable-block-placement), tails merged from one instruction "
+              "(-tail-merge-size=1)"),
 )
 # LLVM 22's basic register allocator (-regalloc=basic) was tried as a knob and
 # dropped: the gate saw it crash code generation ("Access past stack top!" on
 # x87 code in 4 torture tests, segfaults on 74 of 300 csmith programs).
 MACHINE_OUTLINER = 1
-ALL_KNOBS = 7
+ALL_KNOBS = 15
 
 
 def knob_bits(text: str) -> int:

@@ -1,4 +1,4 @@
-"""The register allocator knobs (pipelines.KNOBS bits 2 and 4): each changes
+"""The register allocator and layout knobs (pipelines.KNOBS bits 2, 4, 8): each changes
 the code clang generates, the in-process measurement agrees with the object
 clang writes, a knob leaves no trace in the next measurement, and IPRA stays off
 where a callee may be preempted."""
@@ -30,17 +30,17 @@ def lua_modules(lua_sources, clang, tmp_path_factory):
 def test_each_knob_changes_code_and_leaves_no_trace(lua_modules):
     oz = pipelines.oz_pipeline()
     first = [m.measure(oz, 0)["text"] for _, m in lua_modules]
-    for bit in (2, 4):
+    for bit in (2, 4, 8):
         with_knob = [m.measure(oz, bit)["text"] for _, m in lua_modules]
         assert with_knob != first, pipelines.knob_suffix(bit)
-    # The allocator choices are process-wide state in LLVM: after all of them,
-    # no knob must still be in force.
+    # The allocator and layout choices are process-wide state in LLVM: after all
+    # of them, no knob must still be in force.
     for _, m in lua_modules:
-        m.measure(oz, 7)
+        m.measure(oz, 15)
     assert [m.measure(oz, 0)["text"] for _, m in lua_modules] == first
 
 
-@pytest.mark.parametrize("bits", [2, 6, 7])
+@pytest.mark.parametrize("bits", [2, 6, 7, 11])
 def test_clang_route_generates_what_was_measured(bits, lua_modules, tmp_path):
     # The plugin sets the knobs inside clang's own process: the object must be
     # the one the measurement (and so the labels) describe.
@@ -55,7 +55,7 @@ def test_clang_route_generates_what_was_measured(bits, lua_modules, tmp_path):
 def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
     src, m = lua_modules[0]
     with pytest.raises(ValueError, match="knobs"):
-        m.measure(pipelines.oz_pipeline(), 8)
+        m.measure(pipelines.oz_pipeline(), 16)
     r = subprocess.run([BIN / "clang-llm", "-Oz-llm", *LUA_DEFS, "-c", str(src), "-o", str(tmp_path / "o.o")],
                        env=clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_POLICY="fixed",
                                      CLANG_LLM_PIPELINE=pipelines.oz_pipeline(), CLANG_LLM_CODEGEN="99"),
@@ -63,17 +63,19 @@ def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
     assert r.returncode != 0 and "CLANG_LLM_CODEGEN" in r.stderr
 
 
-@pytest.mark.parametrize("bits,user", [(1, "-enable-machine-outliner=never"), (2, "-split-spill-mode=speed")])
+@pytest.mark.parametrize("bits,user", [(1, ["-enable-machine-outliner=never"]), (2, ["-split-spill-mode=speed"]),
+                                       (8, ["-disable-block-placement=false", "-tail-merge-size=3"])])
 def test_users_own_llvm_option_wins_over_a_knob(bits, user, lua_modules, tmp_path):
     # As with clang itself, an explicit -mllvm option is the user's choice: a
     # decision asking for the knob gets the user's setting (here: the knob off;
-    # "speed" is LLVM's own default for split-spill-mode).
+    # "speed" and 3 are LLVM's own defaults).
     oz = pipelines.oz_pipeline()
     env = clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE=oz, CLANG_LLM_CODEGEN=str(bits))
     changed = 0
     for src, m in lua_modules:
         obj = tmp_path / "o.o"
-        run([BIN / "clang-llm", "-Oz-llm", *LUA_DEFS, "-mllvm", user, "-c", src, "-o", obj], env=env)
+        run([BIN / "clang-llm", "-Oz-llm", *LUA_DEFS, *[a for o in user for a in ("-mllvm", o)], "-c", src,
+             "-o", obj], env=env)
         plain = m.measure(oz, 0)["text"]
         assert _core.object_sizes(obj.read_bytes())["text"] == plain, src.name
         changed += m.measure(oz, bits)["text"] != plain

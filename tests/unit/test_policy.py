@@ -56,8 +56,8 @@ def test_tsv_round_trip():
 @pytest.mark.parametrize("text, msg", [
     ("#format\t9\nname\tmachine_outliner\tvalidated\tnote\tpasses\n", "format"),
     ("#format\t1\noz\t0\t1\tonly four\n", "fields"),
-    ("#format\t1\noz\t8\t1\tnote\tpasses\n", "knob bits 0-7"),
-    ("#format\t1\noz\tmo\t1\tnote\tpasses\n", "knob bits 0-7"),
+    ("#format\t1\noz\t16\t1\tnote\tpasses\n", "knob bits 0-15"),
+    ("#format\t1\noz\tmo\t1\tnote\tpasses\n", "knob bits 0-15"),
     ("#format\t1\noz\t1\t2\tnote\tpasses\n", "0 or 1"),
 ])
 def test_tsv_rejects_bad_files(text, msg):
