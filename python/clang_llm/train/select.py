@@ -32,7 +32,7 @@ each pick is the pipeline that most lowers the per-module best of the set plus
 the picks so far; unsafe passes are stripped from older runs' winners first.
 
 ``--grow FILE --knobs`` offers, instead of search winners, the shipped validated
-pipelines with more code generator knobs (KNOB_OFFERS: split-for-size, with and
+pipelines with more code generator knobs (KNOB_OFFERS: split-for-size and size layout, with and
 without the machine outliner); a pick is named after its pipeline, e.g.
 s42+mo+ss. The search itself does not vary these knobs.
 """
@@ -60,7 +60,10 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 # 22 in the gate (x87 code, now a hazard that keeps it off) and added ~0.2% on
 # top of split-for-size where it applies (80 training modules under s42+mo: ss
 # -0.65%, ipra -0.17%, both -0.82%), too little for the risk of a less-used path.
-KNOB_OFFERS = (2, 3)
+# Size layout (8) alone and with split for size, since it moved the default by
+# -0.42% (600 training modules) and -0.46% (297 validation modules) in
+# bench/codegen_probe.py, and s42+mo+ss+sl and s50+mo+sl pass the gate.
+KNOB_OFFERS = (2, 3, 8, 10, 11)
 
 
 def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
