@@ -193,13 +193,13 @@ def main(argv=None) -> int:
     usable = [j for j in pipelines.usable_indices() if j != 0]
     dflt = lab.candidates.index(pipelines.best_fixed().name)
     cover = M.coverage_order(lab, [lab.candidates[j] for j in usable])[0]
+    by_module, by_package = formulations(lab, data, dflt, usable, cover, args.quick)
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python bench/top1_limits.py" + (" --quick" if args.quick else ""),
               "default": lab.candidates[dflt], "training_modules_scored": len(lab.scored("train")),
-              "out_of_fold": None, "out_of_fold_per_package": None,
+              "out_of_fold": by_module, "out_of_fold_per_package": by_package,
               "package_favourites": favourites(lab, dflt, [0] + usable),
               "ir_proxy": ir_proxy(lab, cover)}
-    report["out_of_fold"], report["out_of_fold_per_package"] = formulations(lab, data, dflt, usable, cover, args.quick)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = ["# Where top-1 stops", "", f"Default `{report['default']}`; `{report['command']}` ({report['date']}).", "",
