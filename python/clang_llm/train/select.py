@@ -175,12 +175,14 @@ def oracle(rows: list[list[float]], subset: list[int]) -> dict:
             "regressed": sum(1 for x in per_module if x > 1) / max(len(per_module), 1)}
 
 
-def safe_pool(pool: list[P.Individual], shipped: list[P.Individual]) -> list[P.Individual]:
-    """The pool without what the shipped set has and with UNSAFE_PASSES removed
-    (older runs searched with iroutliner; what else they found may still pay)."""
+def safe_pool(pool: list[P.Individual], shipped: list) -> list[P.Individual]:
+    """The pool without what the shipped set (Individuals or Candidates) has and
+    with UNSAFE_PASSES removed (older runs searched with iroutliner; what else
+    they found may still pay)."""
     from .. import pipelines
+    from .store import pipeline_key
 
-    keys, out = {key_of(ind) for ind in shipped}, []
+    keys, out = {pipeline_key(*_pair(x)) for x in shipped}, []
     for ind in pool:
         unsafe = pipelines.unsafe_passes(ind.passes())
         if unsafe:
@@ -211,11 +213,11 @@ def _cmd_grow(args) -> int:
     from .. import pipelines
     from .store import Store
 
-    shipped_c = [c for c in pipelines.candidates() if c.validated]
-    shipped = [P.Individual(c.passes, (), c.machine_outliner) for c in shipped_c]
-    pool: list = []
-    if args.knobs:
-        shipped, pool = shipped_c, knob_pool(shipped_c)
+    # The shipped candidates keep all their knob bits: as Individuals (outliner
+    # bit only) their split-for-size and size-layout savings went missing, and
+    # greedy then paid for search winners the set already covers.
+    shipped = [c for c in pipelines.candidates() if c.validated]
+    pool: list = knob_pool(shipped) if args.knobs else []
     # --max-pool per run: runs seeded differently rank their winners on different
     # scales (gain over the set's best vs over -Oz), so one ranking would let one run crowd out the other.
     for run in [] if args.knobs else args.runs:
