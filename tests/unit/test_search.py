@@ -456,6 +456,7 @@ def test_grow_with_knobs_picks_knob_variants(fake_evaluate, monkeypatch, tmp_pat
     set_best = min(_fake_size(c.passes, c.codegen) for c in shipped) / 1000
     pool_best = min(_fake_size(c.passes, c.codegen) for c in select.knob_pool(shipped)) / 1000
     assert pool_best < set_best
+    assert _fake_size(rows[0].passes, rows[0].codegen) / 1000 == pytest.approx(pool_best)
     assert report["shipped_oracle"]["validation"]["geomean"] == pytest.approx(set_best)
     assert report["grown_oracle"]["1"]["validation"]["geomean"] == pytest.approx(pool_best)
     args = parser.parse_args(["select", "--knobs", "--quiet"])
