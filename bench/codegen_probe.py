@@ -62,7 +62,8 @@ def _measure(job):
     for p in paths:
         try:
             m = _core.LoadedModule(Path(p).read_bytes(), Path(p).name)
-            out[Path(p).stem] = m.measure(passes, codegen)["text"]
+            r = m.measure(passes, codegen)
+            out[Path(p).stem] = (r["text"], r["data"])
         except Exception as e:  # one module's failure is a result, not the probe's end
             out[Path(p).stem] = f"error: {e}"
     return " ".join(options), out
@@ -95,13 +96,19 @@ def main() -> int:
     jobs = [(s, cand.passes, cand.codegen, paths[k:k + chunk]) for s in sets for k in range(0, len(paths), chunk)]
     t0 = time.time()
     sizes: dict[str, dict[str, int | str]] = {" ".join(s): {} for s in sets}
+    # Other allocated bytes (.rodata, .data; not unwind tables): an option that
+    # moves code into data, as denser jump tables do, shows up here.
+    data: dict[str, dict[str, int]] = {" ".join(s): {} for s in sets}
     from tqdm import tqdm
 
     # A fresh process per job: options set in one job never leak into another.
     with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
         for name, out in tqdm(ex.map(_measure, jobs), total=len(jobs), desc="probe", unit="job"):
-            sizes[name].update(out)
-    base = sizes[""]
+            for h, v in out.items():
+                sizes[name][h] = v if isinstance(v, str) else v[0]
+                if not isinstance(v, str):
+                    data[name][h] = v[1]
+    base, base_data = sizes[""], data[""]
     oz = {lab.modules[i]: lab.text[i, 0] for i in rows}
     # The probe's own baseline must be the label table's measurement of the
     # candidate, or the machine differs from the one that made the labels.
@@ -121,6 +128,8 @@ def main() -> int:
             # As a per-module knob: the smaller of the candidate with and without the set.
             "best_of_both_vs_candidate": math.exp(sum(math.log(min(r, 1.0)) for r in ratios) / len(ratios))
             if ratios else None,
+            "text_and_data_vs_candidate": math.exp(sum(math.log((got[h] + data[name][h]) / (base[h] + base_data[h]))
+                                                       for h in ok) / len(ok)) if ok else None,
             "geomean_vs_oz": math.exp(sum(math.log(got[h] / oz[h]) for h in ok if oz[h] > 0)
                                       / max(1, sum(1 for h in ok if oz[h] > 0))),
         }
@@ -138,14 +147,15 @@ def main() -> int:
              f"candidate's own sizes here equal the label table's on {report['baseline_matches_labels']} "
              "modules.", "",
              "| LLVM options | modules | errors | vs the candidate (geomean) | total .text | smaller / larger | "
-             "vs -Oz | per-module best of with and without |",
-             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+             "vs -Oz | per-module best of with and without | .text + data vs the candidate (geomean) |",
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for name, r in results.items():
         g = r["geomean_vs_candidate"]
         lines.append(f"| `{name}` | {r['modules']} | {r['errors']} | {g - 1:+.3%} | "
                      f"{r['total_vs_candidate'] - 1:+.3%} | {r['smaller']} / {r['larger']} | "
-                     f"{r['geomean_vs_oz'] - 1:+.3%} | {r['best_of_both_vs_candidate'] - 1:+.3%} |"
-                     if g is not None else f"| `{name}` | 0 | {r['errors']} | | | | | |")
+                     f"{r['geomean_vs_oz'] - 1:+.3%} | {r['best_of_both_vs_candidate'] - 1:+.3%} | "
+                     f"{r['text_and_data_vs_candidate'] - 1:+.3%} |"
+                     if g is not None else f"| `{name}` | 0 | {r['errors']} | | | | | | |")
     lines += ["", f"Command: `{report['command']}`"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

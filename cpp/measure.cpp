@@ -110,11 +110,15 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
   static GlobalOption SplitForSize("split-spill-mode", "size");
   static GlobalOption NoBlockPlacement("disable-block-placement", "true");
   static GlobalOption TailMergeOne("tail-merge-size", "1");
+  static GlobalOption NoMachineLICM("disable-machine-licm", "true");
+  static GlobalOption NoLSR("disable-lsr", "true");
   {
     std::lock_guard<std::mutex> G(Lock);
     SplitForSize.want(Knobs.SplitSpillSize);
     NoBlockPlacement.want(Knobs.SizeLayout);
     TailMergeOne.want(Knobs.SizeLayout);
+    NoMachineLICM.want(Knobs.NoMachineLICM);
+    NoLSR.want(Knobs.NoLSR);
   }
   TM.Options.EnableIPRA = Knobs.IPRA && !ipraHazard(M);
   const bool Outliner = Knobs.MachineOutliner && !machineOutlinerHazard(M);

@@ -31,13 +31,22 @@ struct CodegenKnobs {
   // first and dropped: it crashes code generation on x87 code and on a quarter
   // of csmith's programs.)
   bool SizeLayout = false;
+  // 16: no machine LICM. Hoisting loop invariants out of loops makes no code
+  // smaller; it lengthens live ranges across the loop, which costs spills and
+  // callee-saved register pushes (-disable-machine-licm).
+  bool NoMachineLICM = false;
+  // 32: no loop strength reduction in the code generator's IR passes: its new
+  // induction variables and preheader set-up cost more bytes than the address
+  // arithmetic they replace, more often than not (-disable-lsr).
+  bool NoLSR = false;
 
-  static constexpr unsigned AllBits = 15;
+  static constexpr unsigned AllBits = 63;
   // The knobs of a bit set, or nothing when it holds a bit no knob has.
   static std::optional<CodegenKnobs> fromBits(unsigned long Bits) {
     if (Bits > AllBits)
       return std::nullopt;
-    return CodegenKnobs{(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0, (Bits & 8) != 0};
+    return CodegenKnobs{(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0, (Bits & 8) != 0,
+                        (Bits & 16) != 0, (Bits & 32) != 0};
   }
 };
 
@@ -74,10 +83,11 @@ const char *ipraHazard(const llvm::Module &M);
 // the TargetOptions bit and LLVM's global "always" mode on x86 (no target
 // default), and stays off where machineOutlinerHazard(M), whatever Knobs say;
 // IPRA likewise where ipraHazard(M). Split-for-size exists only as LLVM's
-// process-wide -split-spill-mode: it is set here for the next code generation
+// process-wide -split-spill-mode (the size layout, no machine LICM and no LSR
+// likewise as their options): it is set here for the next code generation
 // in this process and put back when a later decision does not ask for it (a
 // measuring worker runs many). An option the user set with -mllvm
-// (-enable-machine-outliner, -split-spill-mode) is left as the user set it.
+// (-enable-machine-outliner, -split-spill-mode, ...) is left as the user set it.
 // Every route (clang, opt, measuring) applies decisions through this.
 void applyCodegenKnobs(llvm::TargetMachine &TM, const llvm::Module &M, const CodegenKnobs &Knobs);
 

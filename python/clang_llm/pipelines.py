@@ -15,7 +15,7 @@ The file is tab-separated text rather than JSON because the plugin reads it in
 every compiler process, and importing json (with re) costs more than parsing
 this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
 provenance, retired, verify_order), then a header row and one row per candidate:
-name, codegen (the KNOBS bits it sets, 0-15), validated (0/1), note, passes.
+name, codegen (the KNOBS bits it sets, 0-63), validated (0/1), note, passes.
 Files from before the register allocator knobs call the codegen column
 machine_outliner and hold only 0 or 1, which mean the same.
 """
@@ -45,12 +45,14 @@ KNOBS = (
     ("ipra", 4, "interprocedural register allocation (off where a callee may be preempted)"),
     ("sl", 8, "size layout: no block placement (-disable-block-placement), tails merged from one instruction "
               "(-tail-merge-size=1)"),
+    ("nlicm", 16, "no machine loop-invariant code motion (-disable-machine-licm)"),
+    ("nlsr", 32, "no loop strength reduction in the code generator (-disable-lsr)"),
 )
 # LLVM 22's basic register allocator (-regalloc=basic) was tried as a knob and
 # dropped: the gate saw it crash code generation ("Access past stack top!" on
 # x87 code in 4 torture tests, segfaults on 74 of 300 csmith programs).
 MACHINE_OUTLINER = 1
-ALL_KNOBS = 15
+ALL_KNOBS = 63
 
 
 def knob_bits(text: str) -> int:

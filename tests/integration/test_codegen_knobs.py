@@ -1,4 +1,4 @@
-"""The register allocator and layout knobs (pipelines.KNOBS bits 2, 4, 8): each changes
+"""The register allocator, layout and hoisting knobs (pipelines.KNOBS bits 2, 4, 8, 16, 32): each changes
 the code clang generates, the in-process measurement agrees with the object
 clang writes, a knob leaves no trace in the next measurement, and IPRA stays off
 where a callee may be preempted."""
@@ -30,17 +30,17 @@ def lua_modules(lua_sources, clang, tmp_path_factory):
 def test_each_knob_changes_code_and_leaves_no_trace(lua_modules):
     oz = pipelines.oz_pipeline()
     first = [m.measure(oz, 0)["text"] for _, m in lua_modules]
-    for bit in (2, 4, 8):
+    for bit in (2, 4, 8, 16, 32):
         with_knob = [m.measure(oz, bit)["text"] for _, m in lua_modules]
         assert with_knob != first, pipelines.knob_suffix(bit)
-    # The allocator and layout choices are process-wide state in LLVM: after all
-    # of them, no knob must still be in force.
+    # The allocator, layout and hoisting choices are process-wide state in LLVM:
+    # after all of them, no knob must still be in force.
     for _, m in lua_modules:
-        m.measure(oz, 15)
+        m.measure(oz, pipelines.ALL_KNOBS)
     assert [m.measure(oz, 0)["text"] for _, m in lua_modules] == first
 
 
-@pytest.mark.parametrize("bits", [2, 6, 7, 11])
+@pytest.mark.parametrize("bits", [2, 6, 7, 11, 16, 32, 59])
 def test_clang_route_generates_what_was_measured(bits, lua_modules, tmp_path):
     # The plugin sets the knobs inside clang's own process: the object must be
     # the one the measurement (and so the labels) describe.
@@ -55,7 +55,7 @@ def test_clang_route_generates_what_was_measured(bits, lua_modules, tmp_path):
 def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
     src, m = lua_modules[0]
     with pytest.raises(ValueError, match="knobs"):
-        m.measure(pipelines.oz_pipeline(), 16)
+        m.measure(pipelines.oz_pipeline(), pipelines.ALL_KNOBS + 1)
     r = subprocess.run([BIN / "clang-llm", "-Oz-llm", *LUA_DEFS, "-c", str(src), "-o", str(tmp_path / "o.o")],
                        env=clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_POLICY="fixed",
                                      CLANG_LLM_PIPELINE=pipelines.oz_pipeline(), CLANG_LLM_CODEGEN="99"),
@@ -64,11 +64,12 @@ def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
 
 
 @pytest.mark.parametrize("bits,user", [(1, ["-enable-machine-outliner=never"]), (2, ["-split-spill-mode=speed"]),
-                                       (8, ["-disable-block-placement=false", "-tail-merge-size=3"])])
+                                       (8, ["-disable-block-placement=false", "-tail-merge-size=3"]),
+                                       (16, ["-disable-machine-licm=false"]), (32, ["-disable-lsr=false"])])
 def test_users_own_llvm_option_wins_over_a_knob(bits, user, lua_modules, tmp_path):
     # As with clang itself, an explicit -mllvm option is the user's choice: a
     # decision asking for the knob gets the user's setting (here: the knob off;
-    # "speed" and 3 are LLVM's own defaults).
+    # "speed", 3 and false are LLVM's own defaults).
     oz = pipelines.oz_pipeline()
     env = clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_POLICY="fixed", CLANG_LLM_PIPELINE=oz, CLANG_LLM_CODEGEN=str(bits))
     changed = 0

@@ -32,8 +32,8 @@ each pick is the pipeline that most lowers the per-module best of the set plus
 the picks so far; unsafe passes are stripped from older runs' winners first.
 
 ``--grow FILE --knobs`` offers, instead of search winners, the shipped validated
-pipelines with more code generator knobs (KNOB_OFFERS: split-for-size and size layout, with and
-without the machine outliner); a pick is named after its pipeline, e.g.
+pipelines with more code generator knobs (KNOB_OFFERS: split-for-size, size layout, no machine
+LICM and no LSR, with and without the machine outliner); a pick is named after its pipeline, e.g.
 s42+mo+ss. The search itself does not vary these knobs.
 """
 
@@ -63,7 +63,10 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 # Size layout (8) alone and with split for size, since it moved the default by
 # -0.42% (600 training modules) and -0.46% (297 validation modules) in
 # bench/codegen_probe.py, and s42+mo+ss+sl and s50+mo+sl pass the gate.
-KNOB_OFFERS = (2, 3, 8, 10, 11)
+# No machine LICM (16) and no LSR (32), alone and together: together they moved
+# the default by -1.36% on 418 training modules, each alone by about half that
+# (2026-12-05, bench/results/codegen_probe.md).
+KNOB_OFFERS = (2, 3, 8, 10, 11, 16, 32, 48)
 
 
 def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:

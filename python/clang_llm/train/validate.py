@@ -1428,6 +1428,8 @@ def _cmd_policy(args) -> int:
 
 
 def register(sub) -> None:
+    from .. import pipelines
+
     p = sub.add_parser("validate", help="the correctness gate (determinism, gcc torture tests, csmith, "
                                         "packages' test suites)")
     vsub = p.add_subparsers(dest="validate_command", required=True)
@@ -1446,7 +1448,7 @@ def register(sub) -> None:
                                              "of candidates.tsv), e.g. pipelines for a next set")
     v.add_argument("--pipeline-file", action="append", help="a file holding one pipeline (may repeat)")
     v.add_argument("--machine-outliner", action="store_true", help="with --pipeline-file: outliner on")
-    v.add_argument("--codegen", type=int, choices=range(16), metavar="BITS",
+    v.add_argument("--codegen", type=int, choices=range(pipelines.ALL_KNOBS + 1), metavar="BITS",
                    help="with --pipeline-file: code generator knob bits (pipelines.KNOBS; 1 = --machine-outliner)")
     v.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
     v.add_argument("--limit", type=int, help="at most N tests per suite (fixed subset): quick, not a full gate")
