@@ -105,9 +105,10 @@ def main() -> int:
     with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
         for name, out in tqdm(ex.map(_measure, jobs), total=len(jobs), desc="probe", unit="job"):
             for h, v in out.items():
-                sizes[name][h] = v if isinstance(v, str) else v[0]
-                if not isinstance(v, str):
-                    data[name][h] = v[1]
+                if isinstance(v, str):  # the module's error
+                    sizes[name][h] = v
+                else:
+                    sizes[name][h], data[name][h] = v
     base, base_data = sizes[""], data[""]
     oz = {lab.modules[i]: lab.text[i, 0] for i in rows}
     # The probe's own baseline must be the label table's measurement of the
