@@ -64,8 +64,8 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 # -0.42% (600 training modules) and -0.46% (297 validation modules) in
 # bench/codegen_probe.py, and s42+mo+ss+sl and s50+mo+sl pass the gate.
 # No machine LICM (16) and no LSR (32), alone and together: together they moved
-# the default by -1.36% on 418 training modules, each alone by about half that
-# (2026-12-05, bench/results/codegen_probe.md).
+# the default by -1.34% on 600 training modules, alone by -0.83% and -0.51%
+# (2026-12-05, bench/results/codegen_probe_hoist.md).
 KNOB_OFFERS = (2, 3, 8, 10, 11, 16, 32, 48)
 
 
