@@ -112,6 +112,10 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
   static GlobalOption TailMergeOne("tail-merge-size", "1");
   static GlobalOption NoMachineLICM("disable-machine-licm", "true");
   static GlobalOption NoLSR("disable-lsr", "true");
+  static GlobalOption RepCopy("max-store-memcpy", "1");
+  static GlobalOption RepFill("max-store-memset", "1");
+  static GlobalOption SplitBranches("x86-br-merging-base-cost", "-1");
+  static GlobalOption NoMachineCSE("disable-machine-cse", "true");
   {
     std::lock_guard<std::mutex> G(Lock);
     SplitForSize.want(Knobs.SplitSpillSize);
@@ -119,6 +123,10 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
     TailMergeOne.want(Knobs.SizeLayout);
     NoMachineLICM.want(Knobs.NoMachineLICM);
     NoLSR.want(Knobs.NoLSR);
+    RepCopy.want(Knobs.RepMemOps);
+    RepFill.want(Knobs.RepMemOps);
+    SplitBranches.want(Knobs.SplitBranches);
+    NoMachineCSE.want(Knobs.NoMachineCSE);
   }
   TM.Options.EnableIPRA = Knobs.IPRA && !ipraHazard(M);
   const bool Outliner = Knobs.MachineOutliner && !machineOutlinerHazard(M);

@@ -39,14 +39,30 @@ struct CodegenKnobs {
   // induction variables and preheader set-up cost more bytes than the address
   // arithmetic they replace, more often than not (-disable-lsr).
   bool NoLSR = false;
+  // 64: a constant-size block copy or fill that would take more than one store
+  // becomes rep movs/stos (up to 128 bytes, as x86 lowers larger ones without
+  // this) instead of up to four pairs of vector moves at -Oz
+  // (-max-store-memcpy=1, -max-store-memset=1). No new library calls: sizes
+  // past x86's rep limit were calls already.
+  bool RepMemOps = false;
+  // 128: a branch on an and/or of conditions is split into one branch per
+  // condition (cmp, jcc each) instead of setcc, setcc, and/or, jcc, which LLVM
+  // keeps together when the second condition is cheap to compute
+  // (-x86-br-merging-base-cost=-1).
+  bool SplitBranches = false;
+  // 256: no machine common subexpression elimination: reusing a value across
+  // blocks lengthens its live range, which at -Oz often costs a spill or a
+  // callee-saved register more than recomputing it (-disable-machine-cse).
+  bool NoMachineCSE = false;
 
-  static constexpr unsigned AllBits = 63;
+  static constexpr unsigned AllBits = 511;
   // The knobs of a bit set, or nothing when it holds a bit no knob has.
   static std::optional<CodegenKnobs> fromBits(unsigned long Bits) {
     if (Bits > AllBits)
       return std::nullopt;
-    return CodegenKnobs{(Bits & 1) != 0, (Bits & 2) != 0, (Bits & 4) != 0, (Bits & 8) != 0,
-                        (Bits & 16) != 0, (Bits & 32) != 0};
+    return CodegenKnobs{(Bits & 1) != 0,  (Bits & 2) != 0,   (Bits & 4) != 0,
+                        (Bits & 8) != 0,  (Bits & 16) != 0,  (Bits & 32) != 0,
+                        (Bits & 64) != 0, (Bits & 128) != 0, (Bits & 256) != 0};
   }
 };
 
@@ -83,8 +99,8 @@ const char *ipraHazard(const llvm::Module &M);
 // the TargetOptions bit and LLVM's global "always" mode on x86 (no target
 // default), and stays off where machineOutlinerHazard(M), whatever Knobs say;
 // IPRA likewise where ipraHazard(M). Split-for-size exists only as LLVM's
-// process-wide -split-spill-mode (the size layout, no machine LICM and no LSR
-// likewise as their options): it is set here for the next code generation
+// process-wide -split-spill-mode (the size layout, no machine LICM, no LSR and
+// the later knobs likewise as their options): it is set here for the next code generation
 // in this process and put back when a later decision does not ask for it (a
 // measuring worker runs many). An option the user set with -mllvm
 // (-enable-machine-outliner, -split-spill-mode, ...) is left as the user set it.

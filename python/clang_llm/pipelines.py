@@ -15,7 +15,7 @@ The file is tab-separated text rather than JSON because the plugin reads it in
 every compiler process, and importing json (with re) costs more than parsing
 this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
 provenance, retired, verify_order), then a header row and one row per candidate:
-name, codegen (the KNOBS bits it sets, 0-63), validated (0/1), note, passes.
+name, codegen (the KNOBS bits it sets, 0-511), validated (0/1), note, passes.
 Files from before the register allocator knobs call the codegen column
 machine_outliner and hold only 0 or 1, which mean the same.
 """
@@ -47,12 +47,17 @@ KNOBS = (
               "(-tail-merge-size=1)"),
     ("nlicm", 16, "no machine loop-invariant code motion (-disable-machine-licm)"),
     ("nlsr", 32, "no loop strength reduction in the code generator (-disable-lsr)"),
+    ("rep", 64, "block copies and fills of more than one store as rep movs/stos (-max-store-memcpy=1, "
+                "-max-store-memset=1)"),
+    ("sbr", 128, "a branch on an and/or of conditions split into one branch per condition "
+                 "(-x86-br-merging-base-cost=-1)"),
+    ("nmcse", 256, "no machine common subexpression elimination (-disable-machine-cse)"),
 )
 # LLVM 22's basic register allocator (-regalloc=basic) was tried as a knob and
 # dropped: the gate saw it crash code generation ("Access past stack top!" on
 # x87 code in 4 torture tests, segfaults on 74 of 300 csmith programs).
 MACHINE_OUTLINER = 1
-ALL_KNOBS = 63
+ALL_KNOBS = 511
 
 
 def knob_bits(text: str) -> int:

@@ -66,7 +66,11 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 # No machine LICM (16) and no LSR (32), alone and together: together they moved
 # the default by -1.34% on 600 training modules, alone by -0.83% and -0.51%
 # (2026-12-05, bench/results/codegen_probe_hoist.md).
-KNOB_OFFERS = (2, 3, 8, 10, 11, 16, 32, 48)
+# Rep block operations (64) and split branch conditions (128), together, and
+# with no machine CSE (256): on top of the default they moved 600 training
+# modules by -0.11%, -0.30%, -0.41% and -0.51%
+# (2026-12-06, bench/results/codegen_probe_branches.md).
+KNOB_OFFERS = (2, 3, 8, 10, 11, 16, 32, 48, 64, 128, 192, 448)
 
 
 def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
