@@ -195,9 +195,9 @@ std::string presetFromCandidates(const std::string &Path) {
       return "";  // pipelines.py refuses such a file; let it say why
     SawFirst = true;
     if (!Best.empty() && F[0] == Best) {
-      // Knob bits as the plugin reads them (CodegenKnobs::AllBits is 511).
-      const bool KnobsOk = !F[1].empty() && F[1].size() <= 3 &&
-                           F[1].find_first_not_of("0123456789") == std::string::npos && std::stoi(F[1]) <= 511;
+      // Knob bits as the plugin reads them (CodegenKnobs::AllBits is 2047).
+      const bool KnobsOk = !F[1].empty() && F[1].size() <= 4 &&
+                           F[1].find_first_not_of("0123456789") == std::string::npos && std::stoi(F[1]) <= 2047;
       if (F[2] != "1" || !KnobsOk)
         return "";  // an unvalidated best-fixed (the plugin must trial-run it), or unknown knobs
       Preset = F[1] + ":" + F[4];

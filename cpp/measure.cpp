@@ -116,6 +116,8 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
   static GlobalOption RepFill("max-store-memset", "1");
   static GlobalOption SplitBranches("x86-br-merging-base-cost", "-1");
   static GlobalOption NoMachineCSE("disable-machine-cse", "true");
+  static GlobalOption NoMachineSink("disable-machine-sink", "true");
+  static GlobalOption ReverseLocal("greedy-reverse-local-assignment", "true");
   {
     std::lock_guard<std::mutex> G(Lock);
     SplitForSize.want(Knobs.SplitSpillSize);
@@ -127,6 +129,8 @@ void applyCodegenKnobs(TargetMachine &TM, const Module &M, const CodegenKnobs &K
     RepFill.want(Knobs.RepMemOps);
     SplitBranches.want(Knobs.SplitBranches);
     NoMachineCSE.want(Knobs.NoMachineCSE);
+    NoMachineSink.want(Knobs.NoMachineSink);
+    ReverseLocal.want(Knobs.ReverseLocalAssignment);
   }
   TM.Options.EnableIPRA = Knobs.IPRA && !ipraHazard(M);
   const bool Outliner = Knobs.MachineOutliner && !machineOutlinerHazard(M);

@@ -54,15 +54,25 @@ struct CodegenKnobs {
   // blocks lengthens its live range, which at -Oz often costs a spill or a
   // callee-saved register more than recomputing it (-disable-machine-cse).
   bool NoMachineCSE = false;
+  // 512: no machine sinking. Sinking an instruction into the successor that
+  // uses it splits critical edges to get there (new blocks and jumps) and
+  // moves code where it cannot be shared; it wins or loses per module, about
+  // evenly (-disable-machine-sink).
+  bool NoMachineSink = false;
+  // 1024: the greedy allocator assigns local live ranges in reverse order,
+  // another roll of the same dice: some modules need fewer spills and copies
+  // (-greedy-reverse-local-assignment).
+  bool ReverseLocalAssignment = false;
 
-  static constexpr unsigned AllBits = 511;
+  static constexpr unsigned AllBits = 2047;
   // The knobs of a bit set, or nothing when it holds a bit no knob has.
   static std::optional<CodegenKnobs> fromBits(unsigned long Bits) {
     if (Bits > AllBits)
       return std::nullopt;
     return CodegenKnobs{(Bits & 1) != 0,  (Bits & 2) != 0,   (Bits & 4) != 0,
                         (Bits & 8) != 0,  (Bits & 16) != 0,  (Bits & 32) != 0,
-                        (Bits & 64) != 0, (Bits & 128) != 0, (Bits & 256) != 0};
+                        (Bits & 64) != 0, (Bits & 128) != 0, (Bits & 256) != 0,
+                        (Bits & 512) != 0, (Bits & 1024) != 0};
   }
 };
 

@@ -15,7 +15,7 @@ The file is tab-separated text rather than JSON because the plugin reads it in
 every compiler process, and importing json (with re) costs more than parsing
 this does. Format: "#key<TAB>value" header lines (format, llvm, best_fixed,
 provenance, retired, verify_order), then a header row and one row per candidate:
-name, codegen (the KNOBS bits it sets, 0-511), validated (0/1), note, passes.
+name, codegen (the KNOBS bits it sets, 0-2047), validated (0/1), note, passes.
 Files from before the register allocator knobs call the codegen column
 machine_outliner and hold only 0 or 1, which mean the same.
 """
@@ -52,12 +52,14 @@ KNOBS = (
     ("sbr", 128, "a branch on an and/or of conditions split into one branch per condition "
                  "(-x86-br-merging-base-cost=-1)"),
     ("nmcse", 256, "no machine common subexpression elimination (-disable-machine-cse)"),
+    ("nms", 512, "no machine sinking (-disable-machine-sink)"),
+    ("rla", 1024, "greedy register allocator assigns local live ranges in reverse (-greedy-reverse-local-assignment)"),
 )
 # LLVM 22's basic register allocator (-regalloc=basic) was tried as a knob and
 # dropped: the gate saw it crash code generation ("Access past stack top!" on
 # x87 code in 4 torture tests, segfaults on 74 of 300 csmith programs).
 MACHINE_OUTLINER = 1
-ALL_KNOBS = 511
+ALL_KNOBS = 2047
 
 
 def knob_bits(text: str) -> int:

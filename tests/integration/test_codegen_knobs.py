@@ -1,5 +1,5 @@
-"""The register allocator, layout, hoisting, block operation, branch and CSE knobs (pipelines.KNOBS bits
-2-256): each changes
+"""The register allocator, layout, hoisting, block operation, branch, CSE and sinking knobs (pipelines.KNOBS
+bits 2-1024): each changes
 the code clang generates, the in-process measurement agrees with the object
 clang writes, a knob leaves no trace in the next measurement, and IPRA stays off
 where a callee may be preempted."""
@@ -31,7 +31,7 @@ def lua_modules(lua_sources, clang, tmp_path_factory):
 def test_each_knob_changes_code_and_leaves_no_trace(lua_modules):
     oz = pipelines.oz_pipeline()
     first = [m.measure(oz, 0)["text"] for _, m in lua_modules]
-    for bit in (2, 4, 8, 16, 32, 64, 128, 256):
+    for bit in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
         with_knob = [m.measure(oz, bit)["text"] for _, m in lua_modules]
         assert with_knob != first, pipelines.knob_suffix(bit)
     # The allocator, layout and hoisting choices are process-wide state in LLVM:
@@ -41,7 +41,7 @@ def test_each_knob_changes_code_and_leaves_no_trace(lua_modules):
     assert [m.measure(oz, 0)["text"] for _, m in lua_modules] == first
 
 
-@pytest.mark.parametrize("bits", [2, 6, 7, 11, 16, 32, 59, 64, 128, 256, 507])
+@pytest.mark.parametrize("bits", [2, 6, 7, 11, 16, 32, 59, 64, 128, 256, 507, 512, 1024, 2043])
 def test_clang_route_generates_what_was_measured(bits, lua_modules, tmp_path):
     # The plugin sets the knobs inside clang's own process: the object must be
     # the one the measurement (and so the labels) describe.
@@ -59,7 +59,7 @@ def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
         m.measure(pipelines.oz_pipeline(), pipelines.ALL_KNOBS + 1)
     r = subprocess.run([BIN / "clang-llm", "-Oz-llm", *LUA_DEFS, "-c", str(src), "-o", str(tmp_path / "o.o")],
                        env=clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_POLICY="fixed",
-                                     CLANG_LLM_PIPELINE=pipelines.oz_pipeline(), CLANG_LLM_CODEGEN="999"),
+                                     CLANG_LLM_PIPELINE=pipelines.oz_pipeline(), CLANG_LLM_CODEGEN="4096"),
                        capture_output=True, text=True)
     assert r.returncode != 0 and "CLANG_LLM_CODEGEN" in r.stderr
 
@@ -69,7 +69,8 @@ def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
                                        (16, ["-disable-machine-licm=false"]), (32, ["-disable-lsr=false"]),
                                        (64, ["-max-store-memcpy=0", "-max-store-memset=0"]),
                                        (128, ["-x86-br-merging-base-cost=2"]),
-                                       (256, ["-disable-machine-cse=false"])])
+                                       (256, ["-disable-machine-cse=false"]), (512, ["-disable-machine-sink=false"]),
+                                       (1024, ["-greedy-reverse-local-assignment=false"])])
 def test_users_own_llvm_option_wins_over_a_knob(bits, user, lua_modules, tmp_path):
     # As with clang itself, an explicit -mllvm option is the user's choice: a
     # decision asking for the knob gets the user's setting (here: the knob off;

@@ -56,8 +56,8 @@ def test_tsv_round_trip():
 @pytest.mark.parametrize("text, msg", [
     ("#format\t9\nname\tmachine_outliner\tvalidated\tnote\tpasses\n", "format"),
     ("#format\t1\noz\t0\t1\tonly four\n", "fields"),
-    ("#format\t1\noz\t512\t1\tnote\tpasses\n", "knob bits 0-511"),
-    ("#format\t1\noz\tmo\t1\tnote\tpasses\n", "knob bits 0-511"),
+    ("#format\t1\noz\t2048\t1\tnote\tpasses\n", "knob bits 0-2047"),
+    ("#format\t1\noz\tmo\t1\tnote\tpasses\n", "knob bits 0-2047"),
     ("#format\t1\noz\t1\t2\tnote\tpasses\n", "0 or 1"),
 ])
 def test_tsv_rejects_bad_files(text, msg):
@@ -80,6 +80,7 @@ def test_codegen_column_holds_knob_bits_and_reads_older_files():
     assert pipelines.knob_suffix(0) == ""
     assert pipelines.knob_suffix(59) == "+mo+ss+sl+nlicm+nlsr"
     assert pipelines.knob_suffix(507) == "+mo+ss+sl+nlicm+nlsr+rep+sbr+nmcse"
+    assert pipelines.knob_suffix(1536) == "+nms+rla"
     # True (the outliner, as older callers pass it) is bit 1.
     assert pipelines.Candidate("z", "q", True).codegen == 1
 

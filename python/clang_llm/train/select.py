@@ -69,8 +69,11 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 # Rep block operations (64) and split branch conditions (128), together, and
 # with no machine CSE (256): on top of the default they moved 600 training
 # modules by -0.11%, -0.30%, -0.41% and -0.51%
-# (2026-12-06, bench/results/codegen_probe_branches.md).
-KNOB_OFFERS = (2, 3, 8, 10, 11, 16, 32, 48, 64, 128, 192, 448)
+# (2026-12-06, bench/results/codegen_probe_branches.md). No machine sinking
+# (512), also with the reverse local order (1024): -0.31% and -0.41% on 400
+# training modules as per-module choices on top of the new default, though
+# both cost bytes on average (bench/results/codegen_probe_sinking.md).
+KNOB_OFFERS = (2, 3, 8, 10, 11, 16, 32, 48, 64, 128, 192, 448, 512, 1536)
 
 
 def pool_from_runs(runs: list[str], max_pool: int) -> list[P.Individual]:
