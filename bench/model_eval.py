@@ -33,6 +33,7 @@ Writes bench/results/model_eval.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import math
@@ -148,6 +149,8 @@ def main(argv=None) -> int:
         "top1_is_oracle": float(np.mean([text[n, order[n, 0]] == np.nanmin(text[n]) for n in range(len(rows))])),
         # Where the model overrides the default at all (its preference keeps it unless a gain is predicted).
         "top1_not_default": int(np.sum(order[:, 0] != shipped_best)),
+        # Which candidates it picks instead: near relatives of the default, or other pipelines.
+        "top1_choices": dict(collections.Counter(lab.candidates[j] for j in order[:, 0]).most_common()),
         "seconds": round(time.time() - t0, 1),
         "results": results,
         "program_note": "no linked programs in the label table: per package, the total .text of its modules stands in",
@@ -179,6 +182,7 @@ def main(argv=None) -> int:
                f"{report['prediction_mae_log_ratio']:.4f}; top-1 is a per-module best candidate in "
                f"{report['top1_is_oracle']:.1%} of modules; top-1 is not the shipped default on "
                f"{report['top1_not_default']} of {len(rows)} modules.", "",
+           "Top-1 picks: " + ", ".join(f"`{c}` {n}" for c, n in report["top1_choices"].items()) + ".", "",
            f"![per-module ratios]({args.out.with_suffix('.png').name})", "",
            f"Command: `{report['command']}` ({report['date']})."]
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")

@@ -40,10 +40,9 @@ struct CodegenKnobs {
   // arithmetic they replace, more often than not (-disable-lsr).
   bool NoLSR = false;
   // 64: a constant-size block copy or fill that would take more than one store
-  // becomes rep movs/stos (up to 128 bytes, as x86 lowers larger ones without
-  // this) instead of up to four pairs of vector moves at -Oz
-  // (-max-store-memcpy=1, -max-store-memset=1). No new library calls: sizes
-  // past x86's rep limit were calls already.
+  // becomes rep movs/stos, as larger ones already do at -Oz, instead of up to
+  // four pairs of vector moves (-max-store-memcpy=1, -max-store-memset=1). It
+  // moves a threshold; it adds no library calls.
   bool RepMemOps = false;
   // 128: a branch on an and/or of conditions is split into one branch per
   // condition (cmp, jcc each) instead of setcc, setcc, and/or, jcc, which LLVM
