@@ -34,7 +34,7 @@ def test_each_knob_changes_code_and_leaves_no_trace(lua_modules):
     for bit in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
         with_knob = [m.measure(oz, bit)["text"] for _, m in lua_modules]
         assert with_knob != first, pipelines.knob_suffix(bit)
-    # The allocator, layout and hoisting choices are process-wide state in LLVM:
+    # Every knob but the outliner and IPRA is process-wide state in LLVM:
     # after all of them, no knob must still be in force.
     for _, m in lua_modules:
         m.measure(oz, pipelines.ALL_KNOBS)
@@ -59,7 +59,7 @@ def test_bad_knob_bits_are_refused(lua_modules, tmp_path):
         m.measure(pipelines.oz_pipeline(), pipelines.ALL_KNOBS + 1)
     r = subprocess.run([BIN / "clang-llm", "-Oz-llm", *LUA_DEFS, "-c", str(src), "-o", str(tmp_path / "o.o")],
                        env=clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_POLICY="fixed",
-                                     CLANG_LLM_PIPELINE=pipelines.oz_pipeline(), CLANG_LLM_CODEGEN="4096"),
+                                     CLANG_LLM_PIPELINE=pipelines.oz_pipeline(), CLANG_LLM_CODEGEN=str(pipelines.ALL_KNOBS + 1)),
                        capture_output=True, text=True)
     assert r.returncode != 0 and "CLANG_LLM_CODEGEN" in r.stderr
 
