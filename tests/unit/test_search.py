@@ -461,3 +461,85 @@ def test_grow_with_knobs_picks_knob_variants(fake_evaluate, monkeypatch, tmp_pat
     assert report["grown_oracle"]["1"]["validation"]["geomean"] == pytest.approx(pool_best)
     args = parser.parse_args(["select", "--knobs", "--quiet"])
     assert args.func(args) == 2
+
+
+# --- population climb ---------------------------------------------------------------
+
+def _leaves(passes: str) -> int:
+    return sum(1 for _, _, lst in P.lists(P.parse(passes)) for n in lst if not n.is_adaptor)
+
+
+@pytest.fixture
+def fake_climb_evaluate(monkeypatch):
+    """.text grows with every pass beyond -Oz's (5 bytes each); mergefunc saves 30
+    bytes of .text but adds 200 of data; a pipeline with 3 instcombines more
+    than -Oz fails to compile."""
+    from clang_llm.train import evaluate
+
+    oz_leaves = _leaves(pipelines.oz_pipeline())
+    oz_combines = pipelines.oz_pipeline().count("instcombine")
+
+    def run(jobs, store, **kw):
+        out = {}
+        for j in jobs:
+            merge = "mergefunc" in j.passes
+            text = 1000 + 5 * (_leaves(j.passes) - oz_leaves) + int(j.module_hash[-1], 16) - (30 if merge else 0)
+            bad = j.passes.count("instcombine") >= oz_combines + 3
+            res = Result.failure("LLVM ERROR: fake") if bad else Result(text, 100 + (200 if merge else 0), 0, None, 0.0)
+            out[(j.module_hash, pipeline_key(j.passes, j.codegen))] = res
+        return out
+
+    monkeypatch.setattr(evaluate, "run", run)
+
+
+def test_climb_judges_text_data_and_failures():
+    from clang_llm.train import climb
+
+    assert climb.judge([100, 200], [110, 210], [90, 190], [100, 200], 0.01)[0]
+    # Smaller, but not by the gain asked for.
+    assert not climb.judge([100, 200], [110, 210], [99, 200], [109, 210], 0.01)[0]
+    # .text moved into data.
+    assert climb.judge([100, 200], [110, 210], [90, 190], [130, 230], 0.01)[2] == ".text + data larger"
+    assert climb.judge([100, 200], [110, 210], [50, None], [60, None], 0.01)[2] == "failed on a module"
+    # Equal is not smaller.
+    assert not climb.judge([100], [100], [100], [100], 0.0)[0]
+
+
+def test_climb_keeps_only_smaller_pipelines_and_resumes(fake_climb_evaluate, tmp_path):
+    from clang_llm.train import climb
+
+    fit = [(f"{i:016x}", f"/nonexistent/{i}.bc") for i in range(3)]
+    oz = pipelines.by_name("oz")
+
+    def run(log, steps):
+        return climb.climb(fit, oz, steps=steps, mutants=4, min_gain=0.0, seed=1, store=None, args=_args(),
+                           log_path=log)
+
+    steps, finals = run(tmp_path / "a.jsonl", 8)
+    assert len(steps) == 8 and len(finals) > 1 and finals[0] == oz.passes
+    sizes = [_leaves(f) for f in finals]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    assert not any("mergefunc" in f for f in finals)
+    assert all(not pipelines.unsafe_passes(f) for f in finals)
+    # A rerun with more steps replays the log and goes on as an unbroken run would.
+    resumed, resumed_finals = run(tmp_path / "a.jsonl", 14)
+    unbroken, unbroken_finals = run(tmp_path / "b.jsonl", 14)
+    assert resumed_finals == unbroken_finals
+    assert [s["tried"] for s in resumed] == [s["tried"] for s in unbroken]
+    assert resumed[:8] == steps
+
+
+def test_climb_for_a_verify_set_counts_only_what_beats_the_others():
+    from clang_llm.train import climb
+
+    # Two modules; the others' best is 90 and 200 bytes of .text.
+    floor = climb.floor_of([([100, 200], [110, 230]), ([90, None], [95, None]), ([120, 210], [120, 210])])
+    assert floor == [(90, 95), (200, 230)]
+    # The pipeline counts where it is smaller; a failure stays a failure.
+    assert climb.with_floor(([80, 250], [100, 260]), floor) == ([80, 200], [100, 230])
+    assert climb.with_floor(([80, None], [100, None]), floor) == ([80, None], [100, None])
+    assert climb.with_floor(([80, 250], [100, 260]), None) == ([80, 250], [100, 260])
+    # A mutant that only shrinks a module the others already win gains nothing.
+    cur = climb.with_floor(([100, 250], [100, 250]), floor)
+    new = climb.with_floor(([95, 250], [95, 250]), floor)
+    assert climb.judge(*cur, *new, 0.0)[:2] == (False, 0.0)
