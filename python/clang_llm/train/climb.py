@@ -9,9 +9,9 @@ climbs from a shipped candidate (its knob bits kept), a few edits at a time:
 each step proposes mutants (search's edit grammar), measures them on a seeded
 sample of training modules, and keeps the best only if it lowers the geomean
 .text by at least --min-gain without moving bytes into data (.text + data must
-not grow) and without a failed evaluation on any module. Modules of a second,
-package-disjoint sample are measured at each accepted step, so overfitting to
-the sample shows in the report.
+not grow) and without a failed evaluation on any module. At the end, the
+pipeline of every accepted step is measured on a second sample from other
+packages, so fitting the sample's own modules shows in the report.
 
     clang-llm-data climb --name NAME [--start CANDIDATE] [--steps 60] [--mutants 6]
 
@@ -280,7 +280,8 @@ def _cmd_climb(args) -> int:
     cands = [pipelines.Candidate(f"{args.prefix}{n:02d}{pipelines.knob_suffix(start.codegen)}", passes,
                                  start.codegen, False,
                                  f"climb {args.name} from {start.name}: {n} accepted steps, check sample "
-                                 f"{report['steps'][n]['check_vs_start']:+.4f} log ratio")
+                                 + (f"{report['steps'][n]['check_vs_start']:+.4f} log ratio"
+                                    if report['steps'][n]['check_vs_start'] is not None else "failed"))
              for n, passes in reversed(list(enumerate(finals))) if n > 0]
     if cands:
         (out / "candidates.tsv").write_text(pipelines.write(
