@@ -543,3 +543,6 @@ def test_climb_for_a_verify_set_counts_only_what_beats_the_others():
     cur = climb.with_floor(([100, 250], [100, 250]), floor)
     new = climb.with_floor(([95, 250], [95, 250]), floor)
     assert climb.judge(*cur, *new, 0.0)[:2] == (False, 0.0)
+    # Where every other pipeline failed, the climbed one stands alone.
+    assert climb.floor_of([([None], [None])]) == [(math.inf, math.inf)]
+    assert climb.with_floor(([70], [80]), climb.floor_of([([None], [None])])) == ([70], [80])

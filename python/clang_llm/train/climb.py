@@ -90,11 +90,12 @@ def with_floor(sizes, floor):
 
 def floor_of(measured: list[tuple[list, list]]):
     """Per module, the (.text, .text + data) of the smallest by .text among
-    several pipelines' measurements (a failure counts as absent)."""
+    several pipelines' measurements (a failure counts as absent; where all
+    failed, nothing is a floor)."""
     out = []
     for i in range(len(measured[0][0])):
         got = [(m[0][i], m[1][i]) for m in measured if m[0][i] is not None]
-        out.append(min(got))
+        out.append(min(got) if got else (math.inf, math.inf))
     return out
 
 
