@@ -9,8 +9,9 @@ with the default", from the committed label and feature tables (no corpus).
    formulations of the shipped LightGBM against the best fixed pipeline:
    per-candidate log ratio to -Oz (as shipped), targets relative to the default,
    one binary classifier per candidate ("smaller than the default by 0.5%"),
-   packages weighted equally in the fit, and ranking only the first 8 / 4 candidates of the static cover; the regressors
-   with and without a preference margin for the default.
+   packages weighted equally in the fit, and ranking only the first 8 / 4
+   candidates of the static cover; the regressors with and without a
+   preference margin for the default.
 2. Package favourites: the best candidate of each package chosen on that
    package's own modules (in sample: an upper bound), and chosen on a random half
    and scored on the other half, against the default and the oracle.
@@ -28,6 +29,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +63,7 @@ def fit_predict(feats, y, train, columns, dflt, mode, seed=0, packages=None):
     import lightgbm as lgb
 
     pred = np.zeros_like(y)
-    size: dict[str, int] = {}
-    for i in train if packages is not None else ():
-        size[packages[i]] = size.get(packages[i], 0) + 1
+    size = Counter(packages[i] for i in train) if mode == "balanced" else {}
     for j in columns:
         if mode == "classify" and j == dflt:
             continue

@@ -165,7 +165,6 @@ def _measure(mods, passes_list: list[str], codegen: int, store, args, desc: str)
     return out
 
 
-
 def climb(fit, start, *, steps: int, mutants: int, min_gain: float, seed: int, store, args, log_path: Path,
           floor=None):
     """Climb from candidate start on modules fit ([(hash, path)]), logging each
@@ -184,7 +183,8 @@ def climb(fit, start, *, steps: int, mutants: int, min_gain: float, seed: int, s
     base_fit = with_floor(_measure(fit, [start.passes], start.codegen, store, args, "climb: start")[start.passes],
                           floor)
     cur = P.unparse(nodes)
-    cur_fit = with_floor(_measure(fit, [cur], start.codegen, store, args, "climb: current")[cur], floor)
+    cur_fit = base_fit if cur == start.passes else with_floor(
+        _measure(fit, [cur], start.codegen, store, args, "climb: current")[cur], floor)
     if any(t is None for t in cur_fit[0]):
         return done, None
     for step in range(len(done), steps):
@@ -296,6 +296,7 @@ def summarise(args, start, fit, check, steps, finals, on_fit, on_check, lab) -> 
     """Per accepted step: geomean .text against the start on both samples, and
     against -Oz from the label table."""
     oz = {h: lab.text[i, 0] for i, h in enumerate(lab.modules)}
+    package = dict(zip(lab.modules, lab.package))
 
     def vs_oz(mods, sizes):
         return math.exp(log_ratio(sizes, [oz[h] for h, _ in mods]))
@@ -313,8 +314,8 @@ def summarise(args, start, fit, check, steps, finals, on_fit, on_check, lab) -> 
     return {"command": "clang-llm-data " + " ".join(sys.argv[1:]), "start": start.name, "codegen": start.codegen,
             "cover": args.cover,
             "fit_modules": len(fit), "check_modules": len(check),
-            "fit_packages": sorted({lab.package[lab.modules.index(h)] for h, _ in fit}),
-            "check_packages": sorted({lab.package[lab.modules.index(h)] for h, _ in check}),
+            "fit_packages": sorted({package[h] for h, _ in fit}),
+            "check_packages": sorted({package[h] for h, _ in check}),
             "steps_run": len(steps), "accepted": len(finals) - 1, "min_gain": args.min_gain,
             "mutants_per_step": args.mutants, "steps": rows}
 
