@@ -440,6 +440,11 @@ def test_grow_with_knobs_picks_knob_variants(fake_evaluate, monkeypatch, tmp_pat
     import json
 
     parser = _search_and_select_cli(monkeypatch, tmp_path, 5)
+    # The shipped set without its knob variants: once it ships a variant with
+    # every knob the fake sizes reward, no knob variant can beat it.
+    plain = tuple(c for c in pipelines.candidates() if c.codegen in (0, 1))
+    monkeypatch.setattr(pipelines, "candidates", lambda: plain)
+    monkeypatch.setattr(pipelines, "best_fixed", lambda: plain[0])
     out, report_path = tmp_path / "knobs.tsv", tmp_path / "knobs.json"
     args = parser.parse_args(["select", "--grow", str(out), "--knobs", "--k", "1", "--train-sample", "4",
                               "--val-sample", "3", "--report", str(report_path), "--quiet"])
@@ -461,6 +466,66 @@ def test_grow_with_knobs_picks_knob_variants(fake_evaluate, monkeypatch, tmp_pat
     assert report["grown_oracle"]["1"]["validation"]["geomean"] == pytest.approx(pool_best)
     args = parser.parse_args(["select", "--knobs", "--quiet"])
     assert args.func(args) == 2
+
+
+def test_verify_pool_offers_mergefunc_and_branch_knobs_once():
+    members = pipelines.verify_order()[:6]
+    taken = select._taken_numbers()
+    pool = select.verify_pool(members, set(taken))
+    shipped = {(c.passes, c.codegen) for c in pipelines.candidates()}
+    names = {c.name for c in pipelines.candidates()}
+    assert pool and len({(c.passes, c.codegen) for c in pool}) == len(pool)
+    assert not shipped & {(c.passes, c.codegen) for c in pool}
+    assert not names & {c.name for c in pool}
+    for m in members:
+        mine = [c for c in pool if c.note.startswith(m.name + " with")]
+        merged = [c for c in mine if c.passes != m.passes]
+        assert all(c.passes == pipelines.appended(m.passes, "mergefunc") for c in merged)
+        # One fresh number per member's mergefunc pipeline, never a shipped one.
+        assert len({c.name.split("+")[0] for c in merged}) <= 1
+        assert all(c.name.split("+")[0] not in taken for c in merged)
+        assert all(c.codegen & m.codegen == m.codegen for c in mine)
+        if "mergefunc" in m.passes:
+            assert not merged
+
+
+def test_cover_starts_from_oz_and_takes_complements():
+    inf = math.inf
+    # Columns: -Oz, a (good on module 0), b (good on module 1), c (a little on both), d (fails on 0).
+    rows = [[1.0, 0.80, 1.10, 0.95, inf],
+            [1.0, 1.20, 0.85, 0.95, 0.70]]
+    assert select.cover(rows, 2, 0, [1, 2, 3]) == [1, 2]
+    assert select.cover(rows, 1, 0, [3]) == [3]
+    # A failure counts as -Oz (measured beside it), not as a loss: d comes first.
+    assert select.cover(rows, 2, 0, [1, 2, 3, 4]) == [4, 1]
+
+
+def test_grow_verify_keeps_the_variants_the_cover_takes(fake_evaluate, monkeypatch, tmp_path):
+    import json
+
+    parser = _search_and_select_cli(monkeypatch, tmp_path, 5)
+    # Members without mergefunc, so that a variant can beat them under the fake sizes.
+    members = [c for c in pipelines.verify_order() if "mergefunc" not in c.passes][:4]
+    monkeypatch.setattr(pipelines, "verify_order", lambda: members)
+    out, report_path = tmp_path / "verify.tsv", tmp_path / "verify.json"
+    args = parser.parse_args(["select", "--grow", str(out), "--verify", "2", "--verify-from", "4",
+                              "--train-sample", "4", "--val-sample", "3", "--report", str(report_path), "--quiet"])
+    assert args.func(args) == 0
+    _, rows = pipelines.parse(out.read_text())
+    report = json.loads(report_path.read_text())
+    assert report["members"] == [c.name for c in members]
+    assert [r.name for r in rows] == [c["name"] for c in report["chosen"]]
+    assert rows and not any(r.validated for r in rows)
+    # Every fake module is alike, so the cover's first pick is the smallest pipeline
+    # of members and variants: a variant, since mergefunc saves 30 bytes there.
+    best = min(_fake_size(c.passes, c.codegen) for c in members + list(rows))
+    assert report["grown_cover"]["order"][0] == rows[0].name
+    assert _fake_size(rows[0].passes, rows[0].codegen) == best
+    assert best < min(_fake_size(c.passes, c.codegen) for c in members)
+    grown, shipped = report["grown_cover"]["validation"]["2"], report["shipped_cover"]["validation"]["2"]
+    assert grown["geomean"] == pytest.approx(best / 1000) and grown["geomean"] < shipped["geomean"]
+    assert parser.parse_args(["select", "--verify", "2", "--quiet"]).func(
+        parser.parse_args(["select", "--verify", "2", "--quiet"])) == 2
 
 
 # --- population climb ---------------------------------------------------------------

@@ -135,12 +135,7 @@ def propose(nodes, rng: random.Random, n: int, seen: set[str]) -> list[tuple[lis
     for _ in range(n * 20):
         if len(out) >= n:
             break
-        cur, edits = nodes, []
-        for _ in range(rng.randint(1, 2)):
-            e = P.random_edit(cur, rng)
-            new = P.apply_edit(cur, e)
-            if new is not None:
-                cur, edits = new, edits + [P._jsonable(e)]
+        cur, edits = P.random_edits(nodes, rng, 2)
         text = P.unparse(cur)
         if not edits or _digest(text) in seen or pipelines.unsafe_passes(text):
             continue

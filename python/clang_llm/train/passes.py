@@ -378,16 +378,22 @@ def random_edit(nodes: tuple[Node, ...], rng: random.Random) -> Edit:
     return ("del", list(path), i)
 
 
-def mutate(ind: Individual, rng: random.Random, max_edits: int = 3) -> Individual:
-    nodes = ind.nodes()
-    edits = list(ind.edits)
+def random_edits(nodes: tuple[Node, ...], rng: random.Random, max_edits: int) -> tuple[tuple[Node, ...], list[Edit]]:
+    """1 to max_edits random edits applied in turn (one that does not apply is
+    skipped): (the edited nodes, the edits that applied)."""
+    edits: list[Edit] = []
     for _ in range(rng.randint(1, max_edits)):
         e = random_edit(nodes, rng)
         new = apply_edit(nodes, e)
         if new is not None:
             nodes, edits = new, edits + [_jsonable(e)]
+    return nodes, edits
+
+
+def mutate(ind: Individual, rng: random.Random, max_edits: int = 3) -> Individual:
+    _, edits = random_edits(ind.nodes(), rng, max_edits)
     mo = (not ind.machine_outliner) if rng.random() < 0.1 else ind.machine_outliner
-    return Individual(ind.base, tuple(edits), mo)
+    return Individual(ind.base, tuple(ind.edits) + tuple(edits), mo)
 
 
 def _jsonable(e: Edit) -> Edit:

@@ -149,6 +149,52 @@ def knob_pool(shipped) -> list:
     return out
 
 
+# What --verify offers each member of verify mode's order: mergefunc appended
+# (it merges identical functions that the other passes leave behind; appended to
+# the default it was one of climb d2's two steps) and the branch knobs (rep+sbr),
+# alone and together. Other knob additions to those members screened worse.
+VERIFY_OFFERS = ((True, 0), (True, 192), (False, 192))
+
+
+def verify_pool(members, taken: set[str]) -> list:
+    """VERIFY_OFFERS applied to each of members (shipped candidates), none the
+    set has already. A mergefunc variant is another pipeline, so it takes a
+    fresh sNN (taken: numbers in use, updated) and a note naming its source."""
+    from .. import pipelines
+
+    seen = {(c.passes, c.codegen) for c in pipelines.candidates()}
+    out, number = [], {}
+    for c in members:
+        stem = c.name.removesuffix(pipelines.knob_suffix(c.codegen))
+        for merge, bits in VERIFY_OFFERS:
+            passes = pipelines.appended(c.passes, "mergefunc") if merge and "mergefunc" not in c.passes else c.passes
+            cg = c.codegen | bits
+            if (passes, cg) in seen:
+                continue
+            seen.add((passes, cg))
+            if passes != c.passes and c.name not in number:
+                number[c.name] = _fresh_name(len(pipelines.candidates()), taken, False)
+            name = (number[c.name] if passes != c.passes else stem) + pipelines.knob_suffix(cg)
+            added = [n for n, bit, _ in pipelines.KNOBS if cg & bit and not c.codegen & bit]
+            what = ["mergefunc appended"] if passes != c.passes else []
+            out.append(pipelines.Candidate(name, passes, cg, False,
+                                           f"{c.name} with {' and '.join(what + ['+'.join(added)] if added else what)}"))
+    return out
+
+
+def cover(rows: list[list[float]], k: int, oz: int, considered: list[int]) -> list[int]:
+    """Verify mode's greedy order over rows (ratios to -Oz): the first k of
+    considered, each lowering most the sum of log(smallest ratio so far), with
+    -Oz (index oz, always measured) as the floor."""
+    chosen = [oz]
+    while len(chosen) < k + 1:
+        p = best_addition(rows, chosen, banned=set(range(len(rows[0]) if rows else 0)) - set(considered))
+        if p is None:
+            break
+        chosen.append(p)
+    return chosen[1:]
+
+
 def best_addition(rows: list[list[float]], chosen: list[int], banned: set[int] = frozenset()) -> int | None:
     """The pool pipeline that most lowers the sum of log(per-module best) when added to chosen."""
     best = [min(r[c] for c in chosen) for r in rows]
@@ -227,6 +273,8 @@ def _cmd_grow(args) -> int:
     # bit only) their split-for-size and size-layout savings went missing, and
     # greedy then paid for search winners the set already covers.
     shipped = [c for c in pipelines.candidates() if c.validated]
+    if args.verify:
+        return _grow_verify(args)
     pool: list = knob_pool(shipped) if args.knobs else []
     # --max-pool per run: runs seeded differently rank their winners on different
     # scales (gain over the set's best vs over -Oz), so one ranking would let one run crowd out the other.
@@ -278,11 +326,68 @@ def _cmd_grow(args) -> int:
     return 0
 
 
+def _grow_verify(args) -> int:
+    """select --grow FILE --verify K: variants (VERIFY_OFFERS) of the first
+    --verify-from members of the shipped verify order, and of those the ones
+    that verify mode's greedy cover over members and variants puts among its
+    first K on the training sample, written to FILE for the gate and `validate
+    admit`. The cover is recomputed over the whole set by `best-fixed --write`
+    once the label table has them; members further down the shipped order
+    rarely enter the first K, so they are left out of the cross-evaluation."""
+    from .. import pipelines
+    from .store import Store
+
+    members = pipelines.verify_order()[:args.verify_from]
+    pool = verify_pool(members, _taken_numbers())
+    if not pool:
+        print("clang-llm-data select --grow --verify: the shipped set has every variant already", file=sys.stderr)
+        return 2
+    train, val = _samples(args)
+    start = time.time()
+    both = [pipelines.by_name("oz")] + members + pool  # -Oz first: its ratio is 1, verify mode's floor
+    with Store(args.store or data_root() / "results.sqlite") as store:
+        rtrain = ratio_matrix(train, both, store, args)
+        rval = ratio_matrix(val, both, store, args)
+    shipped_cols = list(range(1, 1 + len(members)))
+    order = cover(rtrain, args.verify, 0, list(range(1, len(both))))
+    base = cover(rtrain, args.verify, 0, shipped_cols)
+    new = [both[p] for p in order if p > len(members)]
+    out = Path(args.grow)
+    out.write_text(pipelines.write(new, pipelines.best_fixed().name,
+                                   {"command": "clang-llm-data " + " ".join(sys.argv[1:]),
+                                    "date": time.strftime("%Y-%m-%d"), "grows": pipelines.set_hash()}))
+
+    def curve(rows, chosen):
+        return {str(k): oracle(rows, [0] + chosen[:k]) for k in range(1, len(chosen) + 1)}
+
+    report = {
+        "command": "clang-llm-data " + " ".join(sys.argv[1:]), "seed": args.seed,
+        "members": [c.name for c in members], "offers": [list(o) for o in VERIFY_OFFERS], "pool": len(pool),
+        "train_modules": len(rtrain), "validation_modules": len(rval),
+        "seconds": round(time.time() - start, 1), "candidate_set": pipelines.set_hash(),
+        "shipped_cover": {"order": [both[p].name for p in base],
+                          "train": curve(rtrain, base), "validation": curve(rval, base)},
+        "grown_cover": {"order": [both[p].name for p in order],
+                        "train": curve(rtrain, order), "validation": curve(rval, order)},
+        "chosen": [{"name": c.name, "note": c.note} for c in new],
+        "candidates_file": str(out),
+    }
+    (args.report or committed_dir() / "selection_verify.json").write_text(json.dumps(report, indent=1))
+    k = str(len(order))
+    print(f"pool {len(pool)} variants of {len(members)} verify members; train {len(rtrain)}, "
+          f"validation {len(rval)} modules")
+    for name, entry in (("shipped", report["shipped_cover"]), ("grown", report["grown_cover"])):
+        print(f"  {name} cover top-{k}: validation {entry['validation'][k]['geomean']:.4f} "
+              f"(train {entry['train'][k]['geomean']:.4f}): {', '.join(entry['order'])}")
+    print(f"wrote {out} ({len(new)} candidates, not yet validated)")
+    return 0
+
+
 def _cmd_select(args) -> int:
     from .store import Store
 
-    if args.knobs and not args.grow:
-        print("clang-llm-data select: --knobs needs --grow FILE", file=sys.stderr)
+    if (args.knobs or args.verify) and not args.grow:
+        print("clang-llm-data select: --knobs and --verify need --grow FILE", file=sys.stderr)
         return 2
     if args.grow:
         return _cmd_grow(args)
@@ -462,6 +567,11 @@ def register(sub) -> None:
     p.add_argument("--knobs", action="store_true",
                    help="with --grow: offer the shipped pipelines with more code generator knobs "
                         "(KNOB_OFFERS) instead of search winners")
+    p.add_argument("--verify", type=int, metavar="K", default=0,
+                   help="with --grow: offer mergefunc and branch-knob variants (VERIFY_OFFERS) of the shipped "
+                        "verify order's first members and keep those verify mode's cover puts in its first K")
+    p.add_argument("--verify-from", type=int, default=8,
+                   help="with --verify: how many of the shipped verify order's members get variants")
     p.add_argument("--validate-limit", type=int, default=None,
                    help="validate on a subset of each suite (quick runs; such candidates are marked unvalidated)")
     add_eval_options(p)
