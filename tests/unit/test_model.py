@@ -368,6 +368,20 @@ def test_feature_table_holds_the_runtime_vectors_and_feature_models_train_from_i
     assert quick["variants"]["mlp"]["out_of_fold"] is False and "val_verify" not in quick["variants"]["mlp"]
     assert "shipped" not in quick and (work / "model.onnx").read_bytes() == before
 
+    # --ship exports the variant asked for, not the rule's pick, and says so.
+    i = argv.index("mlp")
+    both = argv[:i] + ["lgbm", "mlp"] + argv[i + 1:]
+    with pytest.raises(SystemExit, match="--ship lgbm: no such shippable variant"):
+        cli.main(argv + ["--ship", "lgbm"])
+    assert cli.main(both) == 0
+    rule = json.loads((work / "ablation.json").read_text())["ship_choice"]
+    other_pick = "mlp" if rule == "lgbm" else "lgbm"
+    assert cli.main(both + ["--ship", other_pick]) == 0
+    forced = json.loads((work / "ablation.json").read_text())
+    assert forced["shipped"] == other_pick and forced["ship_choice"] == rule
+    assert ranker.Ranker(str(work / "model.onnx")).meta["variant"] == other_pick
+    assert "by --ship" in (tmp_path / "report.md").read_text()
+
     # Without the table and the bitcode: refused, or left out when asked.
     other = tmp_path / "partial.parquet"
     model.write_feature_table(sorted(splits)[:14], mods, other, quiet=True, old=got)

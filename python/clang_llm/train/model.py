@@ -1158,6 +1158,12 @@ def run(args) -> dict:
               f"{entry['val']['total_reduction']:+.3%} ({entry['seconds']} s)", file=sys.stderr)
     if nets:
         ship = ship_choice({v: report["variants"][v] for v in nets})
+        report["ship_choice"] = ship
+        if args.ship:
+            if args.ship not in nets:
+                raise SystemExit(f"clang-llm-data train: --ship {args.ship}: no such shippable variant in this "
+                                 f"run ({', '.join(nets)})")
+            ship = args.ship
         report["shipped"] = ship
         fixed = report["variants"]["best-fixed"]["val"]["geomean_ratio"]
         as_run = top1_as_run(report["variants"][ship])
@@ -1263,8 +1269,11 @@ def write_report(report: dict, stem: Path) -> None:
         entry = report["variants"][report["shipped"]]
         ship = top1_as_run(entry)
         fixed = report["variants"]["best-fixed"]["val"]["geomean_ratio"]
-        lines += ["", f"Shipped: `{report['shipped']}` ({report.get('model_bytes', 0)} bytes), the best validation "
-                      "top-1 as it runs (with its preference), ties broken by verify k=4: top-1 "
+        why = ("the best validation top-1 as it runs (with its preference), ties broken by verify k=4"
+               if report.get("ship_choice", report["shipped"]) == report["shipped"] else
+               f"by --ship (the rule, best validation top-1 as it runs and then verify k=4, picks "
+               f"`{report['ship_choice']}`)")
+        lines += ["", f"Shipped: `{report['shipped']}` ({report.get('model_bytes', 0)} bytes), {why}: top-1 "
                       f"{ship:.5f} against best fixed {fixed:.5f} ({(fixed - ship) * 100:+.3f} points; "
                       f"beats best fixed: {report['beats_best_fixed']}); verify k=4 "
                       f"{entry['val_verify']['k4']['geomean_ratio']:.5f}."]
@@ -1328,6 +1337,8 @@ def register(sub) -> None:
     p.add_argument("--no-out-of-fold", action="store_true",
                    help="torch variants: validation scores only, without the 4 package-fold refits (a fifth of the "
                         "time; such a variant has no residual cover or preference margin and is not shipped)")
+    p.add_argument("--ship", choices=VARIANTS, help="export this trained variant instead of the rule's pick "
+                                                    "(model.ship_choice), e.g. for the policy-time target")
     p.add_argument("--install", action="store_true", help="copy model.onnx and tokenizer.json into clang_llm/data")
     p.add_argument("--report", type=Path, default=REPO / "bench" / "results" / "model_ablation",
                    help="write STEM.json and STEM.md (default bench/results/model_ablation)")
