@@ -168,16 +168,17 @@ def verify_pool(members, taken: set[str]) -> list:
     for c in members:
         stem = c.name.removesuffix(pipelines.knob_suffix(c.codegen))
         for merge, bits in VERIFY_OFFERS:
-            passes = pipelines.appended(c.passes, "mergefunc") if merge and "mergefunc" not in c.passes else c.passes
+            merged = merge and "mergefunc" not in c.passes
+            passes = pipelines.appended(c.passes, "mergefunc") if merged else c.passes
             cg = c.codegen | bits
             if (passes, cg) in seen:
                 continue
             seen.add((passes, cg))
-            if passes != c.passes and c.name not in number:
+            if merged and c.name not in number:
                 number[c.name] = _fresh_name(len(pipelines.candidates()), taken, False)
-            name = (number[c.name] if passes != c.passes else stem) + pipelines.knob_suffix(cg)
+            name = (number[c.name] if merged else stem) + pipelines.knob_suffix(cg)
             added = [n for n, bit, _ in pipelines.KNOBS if cg & bit and not c.codegen & bit]
-            parts = (["mergefunc appended"] if passes != c.passes else []) + (["+".join(added)] if added else [])
+            parts = (["mergefunc appended"] if merged else []) + (["+".join(added)] if added else [])
             out.append(pipelines.Candidate(name, passes, cg, False, f"{c.name} with {' and '.join(parts)}"))
     return out
 
@@ -186,13 +187,8 @@ def cover(rows: list[list[float]], k: int, oz: int, considered: list[int]) -> li
     """Verify mode's greedy order over rows (ratios to -Oz): the first k of
     considered, each lowering most the sum of log(smallest ratio so far), with
     -Oz (index oz, always measured) as the floor."""
-    chosen = [oz]
-    while len(chosen) < k + 1:
-        p = best_addition(rows, chosen, banned=set(range(len(rows[0]) if rows else 0)) - set(considered))
-        if p is None:
-            break
-        chosen.append(p)
-    return chosen[1:]
+    others = set(range(len(rows[0]) if rows else 0)) - set(considered)
+    return greedy(rows, k + 1, [oz], banned=others)[1:]
 
 
 def best_addition(rows: list[list[float]], chosen: list[int], banned: set[int] = frozenset()) -> int | None:
@@ -212,12 +208,12 @@ def single_cost(rows: list[list[float]], p: int) -> float:
     return sum(math.log(r[p]) if math.isfinite(r[p]) else 50 for r in rows)
 
 
-def greedy(rows: list[list[float]], k: int, first: int | list[int] = 0) -> list[int]:
+def greedy(rows: list[list[float]], k: int, first: int | list[int] = 0, banned: set[int] = frozenset()) -> list[int]:
     """Indices of k pool pipelines chosen greedily for the lowest sum of log(best ratio),
-    starting from `first` (one index or a list already chosen)."""
+    starting from `first` (one index or a list already chosen), never from banned."""
     chosen = list(first) if isinstance(first, list) else [first]
     while len(chosen) < k:
-        p = best_addition(rows, chosen)
+        p = best_addition(rows, chosen, banned)
         if p is None:
             break
         chosen.append(p)
