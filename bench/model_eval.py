@@ -101,23 +101,28 @@ def main(argv=None) -> int:
     t0 = time.time()
     pred = np.zeros_like(text)
     pool = None
+    outside = np.zeros(len(rows), dtype=bool)  # features outside the model's training range
     for n, i in enumerate(tqdm(rows, desc="predict", file=sys.stderr)):
         h = lab.modules[i]
         if h in table:
-            pred[n], pool = r.predict_feed({"features": table[h]}, residuals=True)
+            feed = {"features": table[h]}
         else:
             path = M._module_path(args.modules, h)
-            pred[n], pool = r.predict(_core.LoadedModule(path.read_bytes(), path.name).ir_text(), residuals=True)
-    order = M.order_from_predictions(r.ranking_scores(pred))
-    # What verify mode measures under the model: its residual cover (ranker.verify_order).
-    cover = M.verify_orders(pred, pool)
+            feed = r.feeds(_core.LoadedModule(path.read_bytes(), path.name).ir_text())
+        pred[n], pool = r.predict_feed(feed, residuals=True)
+        outside[n] = r.outside(feed) is not None
+    order = M.order_from_predictions(r.ranking_scores(pred, outside))
+    # The order the best-fixed back end hands verify mode (candidates.tsv's verify_order).
+    static_row = [lab.candidates.index(c.name) for c in pipelines.verify_order()]
+    # What verify mode measures under the model: its residual cover (ranker.verify_order),
+    # the static order where the module is outside the model's training range.
+    cover = M.static_where_outside(M.verify_orders(pred, pool), outside, static_row)
 
     y = M.targets(lab.text)
     trained_best = M.fixed_ranking(lab, pipelines.usable_names())[0][0]
     shipped_best = lab.candidates.index(pipelines.best_fixed().name)
 
-    # The order the best-fixed back end hands verify mode (candidates.tsv's verify_order).
-    static = np.tile([lab.candidates.index(c.name) for c in pipelines.verify_order()], (len(rows), 1))
+    static = np.tile(static_row, (len(rows), 1))
 
     def fixed(j):
         return np.tile(np.array([j] + [k for k in range(len(lab.candidates)) if k != j]), (len(rows), 1))
@@ -149,11 +154,14 @@ def main(argv=None) -> int:
         "top1_is_oracle": float(np.mean([text[n, order[n, 0]] == np.nanmin(text[n]) for n in range(len(rows))])),
         # Where the model overrides the default at all (its preference keeps it unless a gain is predicted).
         "top1_not_default": int(np.sum(order[:, 0] != shipped_best)),
+        # Where top-1 kept the default because the model would extrapolate.
+        "outside_training_range": int(outside.sum()),
         # Which candidates it picks instead: near relatives of the default, or other pipelines.
         "top1_choices": dict(collections.Counter(lab.candidates[j] for j in order[:, 0]).most_common()),
         "seconds": round(time.time() - t0, 1),
         "results": results,
-        "program_note": "no linked programs in the label table: per package, the total .text of its modules stands in",
+        "program_note": "no linked programs in the label table: per package, the total .text of its labelled "
+                        "modules stands in (bench/program_sizes.py builds and links the test packages)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
@@ -173,7 +181,7 @@ def main(argv=None) -> int:
         s = res["modules"]
         md.append(f"| {name} | {s['geomean_ratio']:.5f} | {s['total_reduction']:+.3%} | {s['improved']:.1%} | "
                   f"{s['regressed']:.1%} |")
-    md += ["", "## Per program (package total as a proxy: no linking in the label table)", "",
+    md += ["", "## Per package (total of its labelled modules; linked programs: `bench/program_sizes.py`)", "",
            "| policy | geomean of package ratios | packages improved | packages regressed |", "| --- | --- | --- | --- |"]
     for name, res in results.items():
         p = res["programs"]
@@ -181,7 +189,8 @@ def main(argv=None) -> int:
     md += ["", f"Prediction error (mean |predicted - measured| of log(text_c / text_oz)): "
                f"{report['prediction_mae_log_ratio']:.4f}; top-1 is a per-module best candidate in "
                f"{report['top1_is_oracle']:.1%} of modules; top-1 is not the shipped default on "
-               f"{report['top1_not_default']} of {len(rows)} modules.", "",
+               f"{report['top1_not_default']} of {len(rows)} modules; {report['outside_training_range']} modules "
+               "have features outside the model's training range, where top-1 keeps the default.", "",
            "Top-1 picks: " + ", ".join(f"`{c}` {n}" for c, n in report["top1_choices"].items()) + ".", "",
            f"![per-module ratios]({args.out.with_suffix('.png').name})", "",
            f"Command: `{report['command']}` ({report['date']})."]

@@ -570,8 +570,10 @@ def run_tests(recipe_or_name: Recipe | str, src: Path, env: Mapping[str, str] | 
 
 # --- looking at the results ------------------------------------------------------------
 
-# Objects that are build-system probes, not part of the package.
-_PROBE_DIRS = frozenset({"CompilerIdC", "CompilerIdCXX", "CMakeScratch", "CMakeTmp"})
+# Directories of build-system probes (CMake's compiler identification and try-compiles,
+# meson's sanity checks, autoconf's conftest.dir): nothing in them is part of the package.
+PROBE_DIRS = frozenset({"CompilerIdC", "CompilerIdCXX", "CMakeScratch", "CMakeTmp", "meson-private",
+                        "conftest.dir"})
 
 
 def object_files(tree: Path) -> list[Path]:
@@ -580,7 +582,7 @@ def object_files(tree: Path) -> list[Path]:
     out = []
     for p in tree.rglob("*.o"):
         rel = p.relative_to(tree)
-        if p.is_file() and not (_PROBE_DIRS & set(rel.parts)) and not p.name.startswith("conftest"):
+        if p.is_file() and not (PROBE_DIRS & set(rel.parts)) and not p.name.startswith("conftest"):
             out.append(p)
     return sorted(out)
 

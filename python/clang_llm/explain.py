@@ -89,6 +89,8 @@ def explain(path: str, flags: list[str], ranker, top: int, measure: bool) -> dic
         # What -Oz-llm=verify measures besides -Oz (CLANG_LLM_VERIFY_K of them).
         "verify_order": [c.name for c in verify[: max(top, 4)]],
     }
+    if ranker.last_outside:
+        report["outside_training_range"] = ranker.last_outside
     if "oz" not in {c.name for c in shown}:
         report["oz_rank"] = 1 + [c.name for c in ranked].index("oz")
     if measure:
@@ -122,6 +124,9 @@ def _print(rep: dict) -> None:
         print(line)
     if "oz_rank" in rep:
         print(f"  (-Oz itself ranks {rep['oz_rank']})")
+    if "outside_training_range" in rep:
+        print(f"  outside the model's training range ({rep['outside_training_range']}): "
+              "top-1 keeps the preferred candidate")
     print(f"  verify mode measures -Oz and, in this order: {', '.join(rep['verify_order'])}")
 
 

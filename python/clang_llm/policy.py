@@ -44,7 +44,7 @@ class PolicyError(Exception):
 class Decision:
     """What the plugin runs. The plugin reads .passes and .codegen (knob bits)."""
 
-    __slots__ = ("passes", "codegen", "name", "fallback", "measured", "predicted")
+    __slots__ = ("passes", "codegen", "name", "fallback", "measured", "predicted", "note")
 
     def __init__(self, passes: str, codegen: int = 0, name: str = "custom",
                  fallback: str | None = None, measured: dict | None = None):
@@ -55,6 +55,9 @@ class Decision:
         self.measured = measured or {}
         # {candidate: predicted text / -Oz text}, from a back end that predicts sizes.
         self.predicted: dict | None = None
+        # What the back end says about its ranking (the model: a module outside its
+        # training range), for the decision log.
+        self.note: str | None = None
 
     @property
     def machine_outliner(self) -> bool:
@@ -147,6 +150,7 @@ class Ranking(list):
 
     predicted: dict | None = None
     verify: list | None = None
+    note: str | None = None
 
 
 def _onnx(module) -> Ranking:
@@ -157,13 +161,16 @@ def _onnx(module) -> Ranking:
     from . import ranker
 
     try:
-        got = ranker.get().rank(module.ir_text(), verify=verify_mode())
+        model = ranker.get()
+        got = model.rank(module.ir_text(), verify=verify_mode())
     except ranker.ModelError as e:
         raise PolicyError(str(e)) from None
     # The model ranks every candidate it was trained on; one that is no longer
     # validated (excluded after a miscompile was found) must never be chosen.
     out = Ranking(c for c in got[0] if c.validated)
     out.predicted = got[1]
+    if model.last_outside:
+        out.note = f"outside the model's training range ({model.last_outside}): top-1 keeps the preferred candidate"
     if len(got) > 2:
         out.verify = [c for c in got[2] if c.validated]
     return out
@@ -253,6 +260,7 @@ def decide(module) -> Decision:
     else:
         decision = _decide_top1(module, ranked)
     decision.predicted = getattr(ranked, "predicted", None)
+    decision.note = getattr(ranked, "note", None)
     return decision
 
 
@@ -305,6 +313,8 @@ def _log(module, decision: Decision, seconds: float) -> None:
         entry["measured"] = decision.measured
     if decision.predicted:
         entry["predicted"] = decision.predicted
+    if decision.note:
+        entry["note"] = decision.note
     import fcntl
     import json
 

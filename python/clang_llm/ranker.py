@@ -36,6 +36,14 @@ A model may name a candidate to prefer (metadata ``clang_llm.prefer``, JSON
 pipeline on the training labels) unless another is predicted smaller by more
 than m in log ratio. Training picks m on out-of-fold predictions for held-out
 packages, where the model's small predicted wins were as often losses.
+
+A feature model may also record the range of its training vectors (metadata
+``clang_llm.feature_range``, JSON {"min": [F], "max": [F]}). Outside it the
+model extrapolates: an opcode it never saw (Lua's computed-goto interpreter has
+`indirectbr`) or a module without functions gave predicted sizes of 0.16-4x -Oz,
+and top-1 left the default for a larger pipeline. So for a module with any
+feature outside the range the model is not consulted: top-1 keeps the preferred
+candidate and verify mode measures the static order (pipelines.verify_order).
 """
 
 from __future__ import annotations
@@ -113,6 +121,7 @@ class Ranker:
         except Exception as e:
             raise ModelError(f"cannot load model {path}: {' '.join(str(e).split())[:300]}") from None
         self.path = path
+        self.last_outside: str | None = None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.meta = {k[len(PREFIX):]: v for k, v in meta.items() if k.startswith(PREFIX)}
         self._check()
@@ -169,11 +178,47 @@ class Ranker:
                 self.prefer = (names.index(p["candidate"]), float(p["margin"]))
             except (ValueError, KeyError, TypeError):
                 raise ModelError(f"model {self.path} has an unreadable preference {m['prefer']!r}") from None
+        self.feature_range = None
+        if m.get("feature_range"):
+            import numpy as np
 
-    def ranking_scores(self, pred):
+            try:
+                r = json.loads(m["feature_range"])
+                lo, hi = np.asarray(r["min"], dtype=np.float32), np.asarray(r["max"], dtype=np.float32)
+            except (ValueError, KeyError, TypeError):
+                raise ModelError(f"model {self.path} has an unreadable feature range") from None
+            if lo.shape != (len(features.NAMES),) or hi.shape != lo.shape:
+                raise ModelError(f"model {self.path} has a feature range of {lo.size} features, "
+                                 f"expected {len(features.NAMES)}")
+            self.feature_range = (lo, hi)
+
+    def outside(self, feed: dict) -> str | None:
+        """Why a module's features lie outside the model's training range (the first
+        such feature), or None: inside, or no range or features to check."""
+        if self.feature_range is None or "features" not in feed:
+            return None
+        lo, hi = self.feature_range
+        v = feed["features"]
+        for i in ((v < lo) | (v > hi)).nonzero()[0][:1]:
+            side = "below the training minimum" if v[i] < lo[i] else "above the training maximum"
+            return f"{features.NAMES[i]} {float(v[i]):.4g} {side} {float(lo[i] if v[i] < lo[i] else hi[i]):.4g}"
+        return None
+
+    def ranking_scores(self, pred, outside=False):
         """What top-1 ranks by: the predictions, with the preferred candidate's
-        lowered by the model's margin (numpy [K] or [N, K]; a copy)."""
-        return lowered(pred, *self.prefer) if self.prefer is not None else pred.copy()
+        lowered by the model's margin (numpy [K] or [N, K]; a copy). Where outside
+        (a bool, or one per module: features outside the training range) the
+        preferred candidate comes first whatever the predictions."""
+        import numpy as np
+
+        if self.prefer is None:
+            return pred.copy()
+        index, margin = self.prefer
+        return lowered(pred, index, np.where(outside, np.inf, margin))
+
+    def outside_rows(self, feats):
+        """outside() for a matrix of feature vectors [N, F]: bool [N]."""
+        return outside_range(feats, self.feature_range)
 
     def feeds(self, text: str) -> dict:
         """The graph's inputs for a module's textual IR."""
@@ -209,13 +254,18 @@ class Ranker:
 
     def rank(self, text: str, verify: bool = False):
         """(candidates best first, {name: predicted text_c / text_oz}); with
-        verify, also the order verify mode should measure them in."""
+        verify, also the order verify mode should measure them in. Afterwards
+        last_outside says why the module was outside the model's training range
+        (so top-1 kept the preferred candidate and verify mode gets the static
+        order), or is None."""
         import math
 
         from . import pipelines
 
-        pred, pool = self.predict(text, residuals=True) if verify else (self.predict(text), None)
-        scores = self.ranking_scores(pred)
+        feed = self.feeds(text)
+        pred, pool = self.predict_feed(feed, residuals=True) if verify else (self.predict_feed(feed), None)
+        self.last_outside = self.outside(feed)
+        scores = self.ranking_scores(pred, self.last_outside is not None)
         order = sorted(range(len(pred)), key=lambda i: (float(scores[i]), i))
         # Only candidates that passed the gate (and were not excluded since) are
         # ranked, measured or reported: a model need not predict the others
@@ -225,10 +275,23 @@ class Ranker:
                   for i in order if self.candidates[i].validated}
         if not verify:
             return ranked, ratios
+        if self.last_outside is not None:
+            return ranked, ratios, pipelines.verify_order()  # the static cover, as the best-fixed back end's
         return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool, pipelines.usable_indices())]
 
 
-def lowered(pred, index, margin: float):
+def outside_range(feats, rng):
+    """bool [N]: the rows of feats [N, F] with a feature outside rng = (min [F],
+    max [F]); all False where rng is None. Training scores with this what the
+    runtime decides per module."""
+    import numpy as np
+
+    if rng is None:
+        return np.zeros(len(feats), dtype=bool)
+    return ((feats < rng[0]) | (feats > rng[1])).any(axis=1)
+
+
+def lowered(pred, index, margin):
     """A copy of pred (numpy [K], or [N, K]) with candidate index (one, or one
     per module) lowered by margin: what top-1 ranks by under a preference.
     Training picks the margin with this too (model.choose_margin)."""

@@ -130,7 +130,7 @@ def test_tiny_corpus_through_make(tree, tmp_path, monkeypatch, clang):
     manifest = tmp_path / "manifest.toml"
     manifest.write_text('[packages.tiny]\nsystem = "make"\n')
     root, stats, split = tmp_path / "corpus", tmp_path / "stats.json", tmp_path / "split.json"
-    monkeypatch.setattr(corpus, "_prepare_tree", lambda entry, dest: shutil.copytree(tree, dest))
+    monkeypatch.setattr(corpus, "prepare_tree", lambda entry, dest: shutil.copytree(tree, dest))
     monkeypatch.setattr(corpus, "_version", lambda package: "1.0-1")
     kw = dict(root=root, manifest=manifest, stats_path=stats, split_path=split, jobs=2, update_split=True,
               echo=lambda s: None)

@@ -451,6 +451,38 @@ def test_preference_keeps_the_default_unless_another_wins_by_the_margin(tmp_path
         ranker.Ranker(str(path))
 
 
+def test_outside_the_training_range_top1_keeps_the_preferred_candidate(tmp_path):
+    """A module whose features lie outside the training vectors' range gets the
+    preferred candidate whatever the model predicts there (it extrapolates), and
+    verify mode the static order; inside, the model's ranking stands."""
+    path = tmp_path / "model.onnx"
+    model.export(tiny(use_tokens=False), path, "", {})
+    r = ranker.Ranker(str(path))
+    ranked, _ = r.rank(SAMPLE)
+    kept = next(c.name for c in ranked[1:] if c.name != "oz")  # not the model's first choice
+    v = features.vector(SAMPLE, 0.0)
+    _rewrite_meta(path, "clang_llm.prefer", json.dumps({"candidate": kept, "margin": 0.0}))
+    _rewrite_meta(path, "clang_llm.feature_range", json.dumps({"min": (v - 1).tolist(), "max": (v + 1).tolist()}))
+    r = ranker.Ranker(str(path))
+    assert r.rank(SAMPLE)[0][0].name == ranked[0].name and r.last_outside is None
+    shifted = v.copy()
+    shifted[features.NAMES.index("op_load")] += 0.5  # inside on op_load, outside on op_ret like v
+    lo = v - 1
+    lo[features.NAMES.index("op_ret")] = v[features.NAMES.index("op_ret")] + 0.25
+    _rewrite_meta(path, "clang_llm.feature_range", json.dumps({"min": lo.tolist(), "max": (v + 1).tolist()}))
+    r = ranker.Ranker(str(path))
+    top, _, verify = r.rank(SAMPLE, verify=True)
+    assert top[0].name == kept
+    assert r.last_outside.startswith("op_ret ") and "below the training minimum" in r.last_outside
+    assert [c.name for c in verify] == [c.name for c in pipelines.verify_order()]  # the static cover
+    assert model.static_where_outside([[3, 2], [2, 3]], [False, True], [1, 0]) == [[3, 2], [1, 0]]
+    assert list(r.outside_rows(np.stack([v, shifted]))) == [True, True]
+    assert list(ranker.outside_range(np.stack([v, shifted]), None)) == [False, False]
+    _rewrite_meta(path, "clang_llm.feature_range", json.dumps({"min": [0.0], "max": [1.0]}))
+    with pytest.raises(ranker.ModelError, match="feature range"):
+        ranker.Ranker(str(path))
+
+
 def test_margin_is_chosen_out_of_fold():
     # Candidate 2 (the default) is right on every module; the predictions favour
     # 3 by 0.004 on half of them: a margin above that wins. (Column 1 is a

@@ -202,6 +202,8 @@ def test_an_excluded_candidate_is_never_ranked_or_measured(monkeypatch):
     from clang_llm import ranker
 
     class Everything:
+        last_outside = None
+
         def rank(self, text, verify=False):  # ranks the excluded one first
             order = [excluded[0], *(c for c in pipelines.candidates() if c != excluded[0])]
             return order, {}, order[1:] + order[:1]
@@ -211,6 +213,9 @@ def test_an_excluded_candidate_is_never_ranked_or_measured(monkeypatch):
     got = policy._onnx(FakeModule())
     assert not set(excluded) & (set(got) | set(got.verify))
     assert len(got) == len(pipelines.candidates()) - len(excluded)
+    assert got.note is None
+    Everything.last_outside = "op_indirectbr 0.6931 above the training maximum 0"
+    assert policy._onnx(FakeModule()).note.startswith("outside the model's training range (op_indirectbr")
 
 
 def test_unsafe_passes_are_found_by_name():

@@ -259,8 +259,6 @@ def load_manifest(path: Path | None = None) -> dict[str, Entry]:
 _PROBE_PREFIXES = ("conftest", "_configtest", "cmTC_", "CMakeCCompilerId", "CMakeCXXCompilerId",
                    "CheckIncludeFile", "CheckSymbolExists", "CheckFunctionExists", "CheckTypeSize",
                    "CheckCSourceCompiles", "have_")
-_PROBE_DIRS = frozenset({"CMakeScratch", "CMakeTmp", "CompilerIdC", "CompilerIdCXX", "meson-private",
-                         "conftest.dir"})
 _STDIN_SOURCES = ("", "-", "/dev/null", "<stdin>")
 # Test suites: not what a package ships, and some are extreme (one assertion macro
 # expanded hundreds of times) in ways that would dominate size statistics.
@@ -287,7 +285,7 @@ def classify(meta: Mapping, tree: Path, entry: Entry | None = None) -> tuple[str
         return "probe", None
     rel = _rel_source(meta, tree)
     cwd_parts = set(Path(meta.get("cwd", "")).parts)
-    if os.path.basename(src).startswith(_PROBE_PREFIXES) or _PROBE_DIRS & (cwd_parts | set(Path(src).parts)):
+    if os.path.basename(src).startswith(_PROBE_PREFIXES) or debsrc.PROBE_DIRS & (cwd_parts | set(Path(src).parts)):
         return "probe", rel
     if rel is None:
         return "outside", None
@@ -401,7 +399,10 @@ def _version(package: str) -> str:
     return ""
 
 
-def _prepare_tree(entry: Entry, tree: Path) -> None:
+def prepare_tree(entry: Entry, tree: Path) -> None:
+    """A fresh source tree of entry's package at tree (which must not exist yet),
+    patched or not as the entry says: what the corpus build and the linked-program
+    benchmark (bench/program_sizes.py) configure."""
     if entry.apply_patches or entry.package in debsrc.RECIPES:
         # debsrc.prepare keeps a pristine copy (its own recipe decides on patches).
         debsrc.prepare(entry.package, tree)
@@ -467,7 +468,7 @@ def build_package(entry: Entry, lay: Layout, jobs: int = 2, keep_tree: bool = Fa
         try:
             ensure_apt(entry.apt, log)
             record["version"] = _version(pkg)
-            _prepare_tree(entry, tree)
+            prepare_tree(entry, tree)
         except (CorpusError, debsrc.DebSrcError) as e:
             record["reason"] = f"set-up: {' '.join(str(e).split())[:500]}"
             _write_json(lay.record(pkg), record)

@@ -756,6 +756,13 @@ def residual_pool(fit_predict, data: dict, lab: Labels, seed: int, quiet: bool):
     return pool, oof
 
 
+def static_where_outside(orders, outside, static_row):
+    """orders (per module) with static_row for the modules outside the model's
+    training range, where the runtime measures the static order instead of the
+    model's (ranker.Ranker.rank); a list of lists for choose_sizes."""
+    return [list(static_row) if o else list(row) for row, o in zip(orders, outside)]
+
+
 def verify_orders(pred, pool):
     """Per module, the order verify mode measures candidates in (ranker.verify_order
     over the validated candidates, as the policy builds it), for choose_sizes(..., k):
@@ -1107,6 +1114,7 @@ def run(args) -> dict:
     preds: dict = {}
     pools: dict = {}
     margins: dict = {}
+    ranges: dict = {}
     cfg = TrainConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed, rank_weight=args.rank_weight)
     nets = {}
     for variant in args.variants:
@@ -1114,6 +1122,11 @@ def run(args) -> dict:
             continue
         t = time.time()
         vdata = data if variant.startswith("transformer") else token_free(data)
+        # What the runtime checks a module's features against (ranker.Ranker.outside):
+        # the training vectors' range, for the variants that read features.
+        if variant != "transformer":
+            fit_rows = vdata["feats"][lab.rows("train")]
+            ranges[variant] = (fit_rows.min(axis=0), fit_rows.max(axis=0))
         if variant == "lgbm":
             def fit_predict(flab, tag, vdata=vdata):
                 return fit_lgbm(vdata, flab, args.seed)[0]
@@ -1143,15 +1156,17 @@ def run(args) -> dict:
             entry["out_of_fold"] = False
         else:
             pools[variant], oof = residual_pool(fit_predict, vdata, lab, args.seed, args.quiet)
-            cover = verify_orders(pred[val], pools[variant])
+            outside_val = ranker.outside_range(vdata["feats"][val], ranges.get(variant))
+            cover = static_where_outside(verify_orders(pred[val], pools[variant]), outside_val, cover_order[0])
             margin, margin_oof = choose_margin(text[train], oof[train], oof_fixed[train])
             margins[variant] = margin
             entry.update({
                 "val_verify": {f"k{k}": score(text[val], choose_sizes(text[val], cover, k)) for k in (2, 4, 8)},
                 "train_out_of_fold": score(text[train], choose_sizes(text[train], order_from_predictions(oof[train]))),
                 "prefer_margin": margin, "train_out_of_fold_prefer": margin_oof,
-                "val_prefer": score(text[val], choose_sizes(
-                    text[val], order_from_predictions(ranker.lowered(pred[val], best_j, margin))))})
+                # As the runtime ranks: the default kept outside the training range too.
+                "val_prefer": score(text[val], choose_sizes(text[val], order_from_predictions(ranker.lowered(
+                    pred[val], best_j, np.where(outside_val, np.inf, margin)))))})
         entry.update({"seconds": round(time.time() - t, 1), **info})
         report["variants"][variant] = entry
         print(f"{variant}: val geomean {entry['val']['geomean_ratio']:.5f}, total reduction "
@@ -1173,6 +1188,9 @@ def run(args) -> dict:
         extra["residuals"] = f"{len(pools[ship])} training modules, {RESIDUAL_FOLDS} package folds"
         if margins[ship] > 0:
             extra["prefer"] = {"candidate": lab.candidates[best_j], "margin": margins[ship]}
+        if ship in ranges:
+            extra["feature_range"] = {"min": [float(x) for x in ranges[ship][0]],
+                                      "max": [float(x) for x in ranges[ship][1]]}
         if ship == "lgbm":
             export_lgbm(nets[ship], len(lab.candidates), data["feats"].shape[1], args.work / "model.onnx", extra,
                         pools[ship])
