@@ -84,23 +84,36 @@ def elf_kind(path: Path) -> str | None:
     return "executable" if interp else "shared object"
 
 
+def is_probe(rel: str) -> bool:
+    """A build-system probe, not a program of the package: anything linked under
+    CMakeFiles (CMake's compiler identification and ABI checks, try-compiles; the
+    targets' own objects live there, but no linked program does) or in debsrc's
+    probe directories, and autoconf's conftest."""
+    parts = Path(rel).parts
+    return "CMakeFiles" in parts or bool(debsrc.PROBE_DIRS & set(parts)) or parts[-1].startswith("conftest")
+
+
 def linked_programs(tree: Path) -> dict[str, dict]:
     """Relative path -> {"kind", "text"} for every linked ELF file under tree.
 
-    Symbolic links (libfoo.so -> libfoo.so.1.2) are left out, so each file counts
-    once; so are build-system probes (CMake's compiler identification, conftest)."""
+    Symbolic links (libfoo.so -> libfoo.so.1.2) are left out and hard links
+    (git's builtins are links to git) counted once, under the first path in
+    walk order, so each file counts once; so are build-system probes (is_probe)."""
     from clang_llm import _core
 
     out = {}
+    seen = set()
     for root, dirs, files in os.walk(tree):
-        dirs[:] = [d for d in dirs if d not in debsrc.PROBE_DIRS and d != ".git"]
-        for name in files:
+        dirs[:] = sorted(d for d in dirs if d not in ("CMakeFiles", ".git") and d not in debsrc.PROBE_DIRS)
+        for name in sorted(files):
             p = Path(root) / name
-            if p.is_symlink() or name.startswith("conftest") or name.endswith((".o", ".a")):
+            if p.is_symlink() or name.endswith((".o", ".a")) or is_probe(str(p.relative_to(tree))):
                 continue
             kind = elf_kind(p)
-            if kind is None:
+            st = p.stat()
+            if kind is None or (st.st_dev, st.st_ino) in seen:
                 continue
+            seen.add((st.st_dev, st.st_ino))
             out[str(p.relative_to(tree))] = {"kind": kind, "text": int(_core.object_sizes(p.read_bytes())["text"])}
     return out
 
@@ -146,6 +159,7 @@ def build_one(package: str, cfg, work: Path, jobs: int, tests: bool, keep: bool)
         row["modules"] = len(entries)
         row["fallbacks"] = sum(1 for e in entries if e.get("fallback"))
         row["pipelines"] = dict(Counter(e["pipeline"] for e in entries).most_common())
+        row["notes"] = dict(Counter(e["note"].split(" (")[0] for e in entries if e.get("note")))
     recipe = test_recipe(package, entry) if tests else None
     if recipe is not None:
         for rel, text in recipe.files.items():  # a self-test script the corpus recipe does not write
@@ -171,6 +185,9 @@ def compare(rows: dict[tuple[str, str], dict], packages: list[str], configs: lis
     """Per package and pooled: each configuration's linked files against the same files under -Oz."""
     out = {"packages": {}, "overall": {}}
     pooled = {c: [] for c in configs if c != BASELINE}
+    # Results saved before a probe rule was added still list such files.
+    rows = {key: {**row, "programs": {k: v for k, v in row["programs"].items() if not is_probe(k)}}
+            for key, row in rows.items()}
     for pkg in packages:
         base = rows.get((pkg, BASELINE))
         if base is None:
@@ -183,6 +200,8 @@ def compare(rows: dict[tuple[str, str], dict], packages: list[str], configs: lis
             common = sorted(base["programs"].keys() & row["programs"].keys())
             pairs = [(base["programs"][k]["text"], row["programs"][k]["text"], base["programs"][k]["kind"])
                      for k in common if base["programs"][k]["text"] > 0]
+            larger = [[k, base["programs"][k]["text"], row["programs"][k]["text"]] for k in common
+                      if row["programs"][k]["text"] > base["programs"][k]["text"]]
             if not pairs:
                 continue
             ratios = [b / a for a, b, _ in pairs]
@@ -195,6 +214,7 @@ def compare(rows: dict[tuple[str, str], dict], packages: list[str], configs: lis
                 "geomean_ratio": geomean(ratios),
                 "smaller": sum(1 for r in ratios if r < 1), "larger": sum(1 for r in ratios if r > 1),
                 "only_one_side": sorted(base["programs"].keys() ^ row["programs"].keys()),
+                "larger_files": larger,
                 "fallbacks": row.get("fallbacks"), "modules": row.get("modules"),
                 "tests": row.get("tests"), "oz_tests": base.get("tests"),
             }
@@ -265,6 +285,12 @@ def markdown(report: dict) -> str:
                 tests.append(f"{c} {'ok' if t['ok'] else 'FAILED'}")
         lines.append(f"| {pkg} | {e['status'].get(BASELINE)} | {first['files']} ({first['executables']}) | "
                      f"{first['oz_text']:,} | " + " | ".join(cells) + f" | {', '.join(tests)} |")
+    for c in others:
+        larger = [f"{pkg} `{f}` {a:,} -> {b:,} B" for pkg, e in cmp_["packages"].items()
+                  for f, a, b in e["configs"].get(c, {}).get("larger_files", [])]
+        if larger:
+            lines += ["", f"Files larger under `{c}` than under -Oz ({len(larger)}): " + "; ".join(larger[:20])
+                      + ("; ..." if len(larger) > 20 else "") + "."]
     missing = [f"{pkg} ({c}): {', '.join(x['only_one_side'][:5])}" for pkg, e in cmp_["packages"].items()
                for c, x in e["configs"].items() if x["only_one_side"]]
     if missing:

@@ -22,11 +22,14 @@ def test_linked_programs_are_executables_and_shared_objects(clang, tmp_path):
     run([clang, "-Oz", "-no-pie", "m.c", "-o", "static-addr"], cwd=tmp_path)  # ET_EXEC
     run([clang, "-Oz", "-fPIC", "-shared", "l.c", "-o", "libl.so.1"], cwd=tmp_path)
     os.symlink("libl.so.1", tmp_path / "libl.so")  # counted once, as the file it names
+    os.link(tmp_path / "prog", tmp_path / "prog-builtin")  # git's builtins: hard links, counted once
     run([clang, "-Oz", "-c", "l.c", "-o", "l.o"], cwd=tmp_path)
     run(["ar", "rc", "libl.a", "l.o"], cwd=tmp_path)
-    probe = tmp_path / "CMakeFiles" / "3.31" / "CompilerIdC"
-    probe.mkdir(parents=True)
-    run([clang, "m.c", "-o", str(probe / "a.out")], cwd=tmp_path)
+    for probe in (tmp_path / "CMakeFiles" / "3.31" / "CompilerIdC" / "a.out",
+                  tmp_path / "_build" / "CMakeFiles" / "4.4.5" / "CMakeDetermineCompilerABI_C.bin",
+                  tmp_path / "conftest"):
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        run([clang, "m.c", "-o", str(probe)], cwd=tmp_path)
     found = ps.linked_programs(tmp_path)
     assert {k: v["kind"] for k, v in found.items()} == {
         "prog": "executable", "static-addr": "executable", "libl.so.1": "shared object"}
@@ -39,7 +42,8 @@ def _row(status="ok", **programs):
 
 
 def test_compare_pairs_files_and_leaves_out_one_sided_ones():
-    rows = {("p", "oz"): _row(a=100, b=200, gone=50), ("p", "llm"): _row(a=90, b=220, new=10),
+    rows = {("p", "oz"): _row(a=100, b=200, gone=50, **{"CMakeFiles/x.bin": 7}),
+            ("p", "llm"): _row(a=90, b=220, new=10, **{"CMakeFiles/x.bin": 7}),
             ("q", "oz"): _row(c=1000), ("q", "llm"): _row("partial", c=900)}
     cmp_ = ps.compare(rows, ["p", "q", "absent"], ["oz", "llm"])
     p = cmp_["packages"]["p"]["configs"]["llm"]
