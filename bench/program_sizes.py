@@ -248,7 +248,8 @@ def markdown(report: dict) -> str:
              f"{report['date']}, {report['machine']['cpu']}, {report['machine']['cores']} cores, "
              f"commit {report['machine']['commit']}. Packages: the test split of "
              "`python/clang_llm/train/data/split.json` (never used by search, candidate selection or training), "
-             "each built from its corpus manifest entry once per configuration in this run. Every linked ELF "
+             "each built from its corpus manifest entry once per configuration, -Oz among them, on this "
+             "machine (resumable: see the command). Every linked ELF "
              "file (executables and shared objects) is measured (executable sections: .init, .plt, .text, "
              ".fini) and compared with the same file built with -Oz; ratios are configuration / -Oz.", "",
              "Configurations: " + "; ".join(f"`{c}`: `{labels[c]}`" for c in report["params"]["configs"]) + ".", "",
