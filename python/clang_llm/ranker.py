@@ -208,12 +208,15 @@ class Ranker:
         """What top-1 ranks by: the predictions, with the preferred candidate's
         lowered by the model's margin (numpy [K] or [N, K]; a copy). Where outside
         (a bool, or one per module: features outside the training range) the
-        preferred candidate comes first whatever the predictions."""
+        preferred candidate (without one, the shipped best fixed pipeline) comes
+        first whatever the predictions."""
         import numpy as np
 
-        if self.prefer is None:
+        from . import pipelines
+
+        if self.prefer is None and not np.any(outside):
             return pred.copy()
-        index, margin = self.prefer
+        index, margin = self.prefer or (self.candidates.index(pipelines.best_fixed()), 0.0)
         return lowered(pred, index, np.where(outside, np.inf, margin))
 
     def outside_rows(self, feats):

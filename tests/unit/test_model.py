@@ -481,6 +481,16 @@ def test_outside_the_training_range_top1_keeps_the_preferred_candidate(tmp_path)
     _rewrite_meta(path, "clang_llm.feature_range", json.dumps({"min": [0.0], "max": [1.0]}))
     with pytest.raises(ranker.ModelError, match="feature range"):
         ranker.Ranker(str(path))
+    # Without a preference, outside the range means the shipped best fixed pipeline.
+    bare = tmp_path / "bare.onnx"
+    model.export(tiny(use_tokens=False), bare, "", {"feature_range": {"min": lo.tolist(), "max": (v + 1).tolist()}})
+    r = ranker.Ranker(str(bare))
+    assert r.prefer is None and r.rank(SAMPLE)[0][0].name == pipelines.best_fixed().name
+    pred = np.zeros(len(r.candidates), dtype=np.float32)
+    other = next(j for j, c in enumerate(r.candidates) if c.validated and c != pipelines.best_fixed())
+    pred[other] = -1.0
+    assert int(np.argmin(r.ranking_scores(pred))) == other
+    assert r.candidates[int(np.argmin(r.ranking_scores(pred, True)))] == pipelines.best_fixed()
 
 
 def test_margin_is_chosen_out_of_fold():

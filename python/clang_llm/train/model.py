@@ -1186,8 +1186,9 @@ def run(args) -> dict:
         extra = {"variant": ship, "val_geomean": round(as_run, 6), "val_best_fixed": round(fixed, 6),
                  "labels": Path(lab.source).name, "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         extra["residuals"] = f"{len(pools[ship])} training modules, {RESIDUAL_FOLDS} package folds"
-        if margins[ship] > 0:
-            extra["prefer"] = {"candidate": lab.candidates[best_j], "margin": margins[ship]}
+        # Recorded with a margin of 0 too: outside its feature range the model
+        # keeps this candidate (ranker.Ranker.ranking_scores).
+        extra["prefer"] = {"candidate": lab.candidates[best_j], "margin": margins[ship]}
         if ship in ranges:
             extra["feature_range"] = {"min": [float(x) for x in ranges[ship][0]],
                                       "max": [float(x) for x in ranges[ship][1]]}
