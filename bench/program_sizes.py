@@ -118,7 +118,7 @@ def linked_programs(tree: Path) -> dict[str, dict]:
     return out
 
 
-def test_recipe(package: str, entry) -> debsrc.Recipe | None:
+def package_tests(package: str, entry) -> debsrc.Recipe | None:
     if package in debsrc.RECIPES and debsrc.RECIPES[package].test:
         r = debsrc.RECIPES[package]
         return debsrc.Recipe(package, entry.system, (), (), r.test, files=r.files)
@@ -160,7 +160,7 @@ def build_one(package: str, cfg, work: Path, jobs: int, tests: bool, keep: bool)
         row["fallbacks"] = sum(1 for e in entries if e.get("fallback"))
         row["pipelines"] = dict(Counter(e["pipeline"] for e in entries).most_common())
         row["notes"] = dict(Counter(e["note"].split(" (")[0] for e in entries if e.get("note")))
-    recipe = test_recipe(package, entry) if tests else None
+    recipe = package_tests(package, entry) if tests else None
     if recipe is not None:
         for rel, text in recipe.files.items():  # a self-test script the corpus recipe does not write
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
