@@ -127,8 +127,7 @@ def package_tests(package: str, entry) -> debsrc.Recipe | None:
     return None
 
 
-def build_one(package: str, cfg, work: Path, jobs: int, tests: bool, keep: bool) -> dict:
-    entry = corpus.load_manifest()[package]
+def build_one(package: str, entry, cfg, work: Path, jobs: int, tests: bool, keep: bool) -> dict:
     corpus.ensure_apt(entry.apt)
     tree = work / "trees" / f"{package}-{cfg.name}"
     shutil.rmtree(tree, ignore_errors=True)
@@ -382,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[(pkg, name)] = json.loads(path.read_text())
             continue
         log(f"build {i}/{total}: {pkg} {name} ({CONFIGS[name].label})")
-        row = build_one(pkg, CONFIGS[name], args.work, args.jobs, args.tests, args.keep_trees)
+        row = build_one(pkg, manifest[pkg], CONFIGS[name], args.work, args.jobs, args.tests, args.keep_trees)
         log(f"  {row['status']} in {row['wall_s']:.0f} s: {len(row['programs'])} linked files, "
             f"{sum(p['text'] for p in row['programs'].values()):,} bytes"
             + (f", tests {'ok' if row['tests']['ok'] else 'FAILED'}" if "tests" in row else ""))

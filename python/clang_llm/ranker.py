@@ -217,11 +217,7 @@ class Ranker:
         if self.prefer is None and not np.any(outside):
             return pred.copy()
         index, margin = self.prefer or (self.candidates.index(pipelines.best_fixed()), 0.0)
-        return lowered(pred, index, np.where(outside, np.inf, margin))
-
-    def outside_rows(self, feats):
-        """outside() for a matrix of feature vectors [N, F]: bool [N]."""
-        return outside_range(feats, self.feature_range)
+        return preferred(pred, index, margin, outside)
 
     def feeds(self, text: str) -> dict:
         """The graph's inputs for a module's textual IR."""
@@ -292,6 +288,16 @@ def outside_range(feats, rng):
     if rng is None:
         return np.zeros(len(feats), dtype=bool)
     return ((feats < rng[0]) | (feats > rng[1])).any(axis=1)
+
+
+def preferred(pred, index, margin: float, outside=False):
+    """What top-1 ranks by under a preference for candidate index: pred lowered
+    by margin there, and by infinity where outside (a bool, or one per module of
+    [N, K]: features outside the training range), so the preferred candidate
+    comes first. Ranker.ranking_scores and training's validation scores use it."""
+    import numpy as np
+
+    return lowered(pred, index, np.where(outside, np.inf, margin))
 
 
 def lowered(pred, index, margin):

@@ -476,7 +476,7 @@ def test_outside_the_training_range_top1_keeps_the_preferred_candidate(tmp_path)
     assert r.last_outside.startswith("op_ret ") and "below the training minimum" in r.last_outside
     assert [c.name for c in verify] == [c.name for c in pipelines.verify_order()]  # the static cover
     assert model.static_where_outside([[3, 2], [2, 3]], [False, True], [1, 0]) == [[3, 2], [1, 0]]
-    assert list(r.outside_rows(np.stack([v, shifted]))) == [True, True]
+    assert list(ranker.outside_range(np.stack([v, shifted]), r.feature_range)) == [True, True]
     assert list(ranker.outside_range(np.stack([v, shifted]), None)) == [False, False]
     _rewrite_meta(path, "clang_llm.feature_range", json.dumps({"min": [0.0], "max": [1.0]}))
     with pytest.raises(ranker.ModelError, match="feature range"):

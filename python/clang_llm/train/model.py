@@ -1165,8 +1165,8 @@ def run(args) -> dict:
                 "train_out_of_fold": score(text[train], choose_sizes(text[train], order_from_predictions(oof[train]))),
                 "prefer_margin": margin, "train_out_of_fold_prefer": margin_oof,
                 # As the runtime ranks: the default kept outside the training range too.
-                "val_prefer": score(text[val], choose_sizes(text[val], order_from_predictions(ranker.lowered(
-                    pred[val], best_j, np.where(outside_val, np.inf, margin)))))})
+                "val_prefer": score(text[val], choose_sizes(text[val], order_from_predictions(
+                    ranker.preferred(pred[val], best_j, margin, outside_val))))})
         entry.update({"seconds": round(time.time() - t, 1), **info})
         report["variants"][variant] = entry
         print(f"{variant}: val geomean {entry['val']['geomean_ratio']:.5f}, total reduction "
