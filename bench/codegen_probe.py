@@ -2,7 +2,8 @@
 """What a code generator option would add on top of a shipped decision, before
 it becomes a knob: .text of labelled corpus modules under one candidate (default:
 the shipped default) with and without LLVM options such as
-`-machine-outliner-reruns=1`, measured in-process with the measuring core.
+`-machine-outliner-reruns=1` (or with a pipeline element appended, --append),
+measured in-process with the measuring core.
 
     python bench/codegen_probe.py [--split train] [--sample 600] \
         [--set=-machine-outliner-reruns=1 --set=-enable-global-merge-func ...]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import ctypes
 import datetime as dt
 import json
@@ -57,6 +59,9 @@ def _measure(job):
     options, passes, codegen, paths = job
     from clang_llm import _core
 
+    # An IR element to append rather than options: "+function(dse,adce)".
+    if len(options) == 1 and options[0].startswith("+"):
+        passes, options = passes + "," + options[0][1:], ()
     _set_llvm_options(list(options))
     out = {}
     for p in paths:
@@ -69,6 +74,17 @@ def _measure(job):
     return " ".join(options), out
 
 
+def _isolated(job):
+    """One job in a fresh process of its own: options set in one job never leak
+    into another, and an option that makes LLVM abort (IPRA does on some x87
+    code) costs its job's modules, not the probe."""
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        try:
+            return ex.submit(_measure, job).result()
+        except BrokenProcessPool:
+            return " ".join(job[0]), {Path(p).stem: "error: the worker died (LLVM aborted)" for p in job[3]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", default="train", choices=("train", "validation"))
@@ -77,6 +93,9 @@ def main() -> int:
     ap.add_argument("--set", dest="sets", action="append", metavar="OPTIONS",
                     help="an option set, one string split on spaces; repeatable, written --set=-opt=1 "
                          f"since the options start with a dash (default: {' '.join(DEFAULT_OPTIONS)})")
+    ap.add_argument("--append", dest="appends", action="append", default=[], metavar="ELEMENT",
+                    help="a module-level pipeline element measured appended to the candidate's pipeline "
+                         "(no options), e.g. 'function(dse,adce,simplifycfg)'; repeatable")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "codegen_probe")
@@ -91,7 +110,8 @@ def main() -> int:
               file=sys.stderr)
         return 1
     paths = [str(M._module_path(None, lab.modules[i])) for i in rows]
-    sets = [()] + [tuple(o.split()) for o in (args.sets or DEFAULT_OPTIONS)]
+    sets = [()] + [tuple(o.split()) for o in (args.sets or ([] if args.appends else DEFAULT_OPTIONS))] \
+        + [("+" + a,) for a in args.appends]
     chunk = max(1, math.ceil(len(paths) / (4 * args.workers)))
     jobs = [(s, cand.passes, cand.codegen, paths[k:k + chunk]) for s in sets for k in range(0, len(paths), chunk)]
     t0 = time.time()
@@ -101,9 +121,8 @@ def main() -> int:
     data: dict[str, dict[str, int]] = {" ".join(s): {} for s in sets}
     from tqdm import tqdm
 
-    # A fresh process per job: options set in one job never leak into another.
-    with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
-        for name, out in tqdm(ex.map(_measure, jobs), total=len(jobs), desc="probe", unit="job"):
+    with cf.ThreadPoolExecutor(args.workers) as ex:
+        for name, out in tqdm(ex.map(_isolated, jobs), total=len(jobs), desc="probe", unit="job"):
             for h, v in out.items():
                 if isinstance(v, str):  # the module's error
                     sizes[name][h] = v
@@ -147,7 +166,7 @@ def main() -> int:
              f"({report['date']}, {report['seconds']} s). Ratios are geomeans over modules with code; the "
              f"candidate's own sizes here equal the label table's on {report['baseline_matches_labels']} "
              "modules.", "",
-             "| LLVM options | modules | errors | vs the candidate (geomean) | total .text | smaller / larger | "
+             "| LLVM options (+: pipeline element appended) | modules | errors | vs the candidate (geomean) | total .text | smaller / larger | "
              "vs -Oz | per-module best of with and without | .text + data vs the candidate (geomean) |",
              "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for name, r in results.items():

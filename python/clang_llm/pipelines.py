@@ -27,13 +27,20 @@ from . import _paths
 FORMAT_VERSION = 1
 
 # Passes that no pipeline clang-llm runs may contain, whatever a gate said: each
-# miscompiles in LLVM 22, the evidence is in the gate's regression tests
-# (train/data/gate_regressions/). Search never draws them, the gate rejects any
-# pipeline holding one, and the policy refuses one even when a user names it.
+# breaks a build in LLVM 22, by miscompiling (the evidence is in the gate's
+# regression tests, train/data/gate_regressions/) or by making the output depend
+# on the run. Search never draws them, the gate rejects any pipeline holding
+# one, and the policy refuses one even when a user names it. Each reason starts
+# with what goes wrong, up to the first colon: the policy's one-line message.
 UNSAFE_PASSES = {
-    "iroutliner": "LLVM 22's IR outliner passes a \"greater than\" compare's operands swapped when one "
-                  "outlined region has a constant where another has a value (zlib's trees.c broke under "
-                  "s19+mo; gate_regressions/iroutliner-cmp-swap.c); upstream LLVM has removed the pass",
+    "iroutliner": "miscompiles in LLVM 22: the IR outliner passes a \"greater than\" compare's operands "
+                  "swapped when one outlined region has a constant where another has a value (zlib's "
+                  "trees.c broke under s19+mo; gate_regressions/iroutliner-cmp-swap.c); upstream LLVM has "
+                  "removed the pass",
+    "gvn-sink": "is not deterministic in LLVM 22: GVNSink iterates a hash set of PHIs, so one module and "
+                "pipeline give different code from run to run (2 of 400 training modules under the default "
+                "with it appended, 2026-12-06; fixed upstream after 22.1 by llvm-project#205952). It "
+                "made the default 0.15% smaller there, but builds must be reproducible",
 }
 
 

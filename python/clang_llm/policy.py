@@ -200,7 +200,8 @@ def _usable(module, cand: pipelines.Candidate) -> str | None:
     unsafe = pipelines.unsafe_passes(cand.passes)
     if unsafe:
         # The evidence stays in UNSAFE_PASSES: a build log gets one short line.
-        return f"pipeline contains {unsafe[0]}, which miscompiles in LLVM 22 (clang_llm.pipelines.UNSAFE_PASSES)"
+        why = pipelines.UNSAFE_PASSES[unsafe[0]].split(":", 1)[0]
+        return f"pipeline contains {unsafe[0]}, which {why} (clang_llm.pipelines.UNSAFE_PASSES)"
     err = module.check(cand.passes)
     if err:
         return f"pipeline does not parse: {err}"

@@ -241,6 +241,18 @@ def test_a_pipeline_with_an_unsafe_pass_is_refused_even_when_named(monkeypatch, 
         policy.plugin_entry(FakeModule())
 
 
+def test_a_nondeterministic_pass_is_refused_with_its_own_reason(monkeypatch):
+    """gvn-sink does not miscompile but makes LLVM 22's output vary from run
+    to run; the one-line reason says that, not "miscompiles"."""
+    monkeypatch.setenv("CLANG_LLM_POLICY", "fixed")
+    monkeypatch.setenv("CLANG_LLM_PIPELINE", pipelines.oz_pipeline() + ",function(gvn-sink)")
+    d = policy.plugin_entry(FakeModule())
+    assert d.name == "oz" and "contains gvn-sink, which is not deterministic in LLVM 22" in d.fallback
+    # Only the pass itself: gvn and a name that merely contains it are fine.
+    assert pipelines.unsafe_passes("function(gvn<>,gvn-hoist)") == []
+    assert not any(pipelines.unsafe_passes(c.passes) for c in pipelines.candidates() if c.validated)
+
+
 def test_verify_order_header(monkeypatch):
     meta, cands = pipelines._load()
     best = pipelines.best_fixed().name

@@ -611,3 +611,17 @@ def test_climb_for_a_verify_set_counts_only_what_beats_the_others():
     # Where every other pipeline failed, the climbed one stands alone.
     assert climb.floor_of([([None], [None])]) == [(math.inf, math.inf)]
     assert climb.with_floor(([70], [80]), climb.floor_of([([None], [None])])) == ([70], [80])
+
+
+def test_climb_offers_come_first_once_per_pipeline_and_never_unsafe():
+    from clang_llm.train import climb
+
+    nodes = P.base_nodes(pipelines.by_name("oz").passes)
+    seen: set[str] = set()
+    got = climb.propose(nodes, random.Random(0), 3, seen, offers=("function(dse,adce)", "iroutliner"))
+    assert got[0] == ([("append", "function(dse,adce)")], P.unparse(nodes) + ",function(dse,adce)")
+    # The unsafe offer is dropped; the random mutants still number 3.
+    assert len(got) == 4 and not any(pipelines.unsafe_passes(t) for _, t in got)
+    # Offered again on the same pipeline (a later step that accepted nothing): not measured twice.
+    again = climb.propose(nodes, random.Random(1), 3, seen, offers=("function(dse,adce)",))
+    assert len(again) == 3 and got[0][1] not in [t for _, t in again]

@@ -14,6 +14,12 @@ pipeline of every accepted step is measured on a second sample from other
 packages, so fitting the sample's own modules shows in the report.
 
     clang-llm-data climb --name NAME [--start CANDIDATE] [--steps 60] [--mutants 6]
+                         [--offer 'function(dse,adce,simplifycfg)' ...]
+
+Offers are module-level elements proposed, appended to the current pipeline,
+at every step beside the random mutants: random edits draw passes from -Oz's
+own pipeline (and passes.EXTRA_MODULE_PASSES), so a clean-up found by a probe
+is tried on purpose rather than by chance, and again after each accepted step.
 
 Resumable: the sample (DATA/climb/NAME/sample.json) and every step
 (steps.jsonl) are kept and replayed on a rerun; evaluations are in the result
@@ -126,13 +132,23 @@ def _digest(passes: str) -> str:
     return hashlib.sha256(passes.encode()).hexdigest()[:16]
 
 
-def propose(nodes, rng: random.Random, n: int, seen: set[str]) -> list[tuple[list, str]]:
-    """Up to n distinct mutants of nodes (1-2 edits each, search's grammar),
-    none holding an unsafe pass or tried before (seen: _digest of each, which
-    the step log keeps, so a resumed run proposes what an unbroken one would):
-    [(edits, passes)]."""
+def propose(nodes, rng: random.Random, n: int, seen: set[str], offers=()) -> list[tuple[list, str]]:
+    """Each offer appended to nodes, then up to n distinct mutants of nodes
+    (1-2 edits each, search's grammar), none holding an unsafe pass or tried
+    before (seen: _digest of each, which the step log keeps, so a resumed run
+    proposes what an unbroken one would): [(edits, passes)]."""
     out = []
-    for _ in range(n * 20):
+    for text in offers:
+        edit = ("append", text)
+        cur = P.apply_edit(nodes, edit)
+        full = P.unparse(cur) if cur is not None else None
+        if full is None or _digest(full) in seen or pipelines.unsafe_passes(full):
+            continue
+        seen.add(_digest(full))
+        out.append(([edit], full))
+    offered = len(out)
+    n += offered
+    for _ in range((n - offered) * 20):
         if len(out) >= n:
             break
         cur, edits = P.random_edits(nodes, rng, 2)
@@ -184,7 +200,7 @@ def climb(fit, start, *, steps: int, mutants: int, min_gain: float, seed: int, s
         return done, None
     for step in range(len(done), steps):
         rng = random.Random(f"{seed}:{step}")
-        tried = propose(nodes, rng, mutants, seen)
+        tried = propose(nodes, rng, mutants, seen, getattr(args, "offer", None) or ())
         # Racing: most mutants of a tuned pipeline are larger, which a quarter
         # of the sample shows; only those not larger there are measured on all.
         q = max(1, len(fit) // 4)
@@ -332,6 +348,9 @@ def register(sub) -> None:
     p.add_argument("--cover", type=int, default=0, metavar="K",
                    help="climb a member (--start) of verify mode's first K for the set: the objective is the "
                         "smallest of it, the other K-1 and -Oz per module")
+    p.add_argument("--offer", action="append", metavar="ELEMENT",
+                   help="a module-level pipeline element (e.g. 'function(dse,adce,simplifycfg)') proposed "
+                        "appended at every step beside the random mutants; repeatable")
     p.add_argument("--prefix", default="c", help="candidate names: PREFIX + accepted steps + knob suffix")
     add_eval_options(p)
     p.set_defaults(func=_cmd_climb)
