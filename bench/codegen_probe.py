@@ -59,6 +59,7 @@ def _measure(job):
     options, passes, codegen, paths = job
     from clang_llm import _core
 
+    name = " ".join(options)
     # An IR element to append rather than options: "+function(dse,adce)".
     if len(options) == 1 and options[0].startswith("+"):
         passes, options = passes + "," + options[0][1:], ()
@@ -71,7 +72,7 @@ def _measure(job):
             out[Path(p).stem] = (r["text"], r["data"])
         except Exception as e:  # one module's failure is a result, not the probe's end
             out[Path(p).stem] = f"error: {e}"
-    return " ".join(options), out
+    return name, out
 
 
 def _isolated(job):
