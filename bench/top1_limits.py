@@ -18,6 +18,12 @@ with the default", from the committed label and feature tables (no corpus).
 3. IR instruction count as a stand-in for measuring in verify mode: among -Oz
    and the first k of the cover, the fewest IR instructions after the pipeline,
    against the smallest measured .text.
+4. Where the gap lies: the default everywhere except on modules of at most N
+   IR instructions (as the policy sees them), which verify mode's top-4
+   measures, per module (geomean) and in bytes (total .text). The per-module
+   target weighs a 50-byte module as much as a 50 KB one.
+5. Size classes: the best fixed candidate of each class of module size (IR
+   instructions), chosen on the training split, as a rule for every split.
 
 Writes bench/results/top1_limits.{json,md}.
 """
@@ -176,6 +182,67 @@ def ir_proxy(lab, cover):
     return out
 
 
+SMALL = (100, 200, 400, 800)
+
+
+def small_modules(lab, dflt, cover, k=4):
+    """Per split and threshold N: the default, except verify top-k (-Oz and the
+    first k of the cover, the smallest measured) on modules of at most N IR
+    instructions: geomean and total .text against -Oz, modules regressed, and
+    the small modules' share of modules and of -Oz .text."""
+    import pyarrow.parquet as pq
+
+    ft = pq.read_table(M.FEATURE_TABLE, columns=["module", "instructions"]).to_pydict()
+    ins = dict(zip(ft["module"], np.expm1(ft["instructions"])))  # the table holds log1p
+    out = {}
+    for split in ("validation", "test"):
+        rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
+        t = lab.text[rows]
+        oz, de = t[:, 0], t[:, dflt]
+        best = np.fmin(oz, np.nanmin(t[:, cover[:k]], axis=1))
+        n = np.array([ins[lab.modules[i]] for i in rows])
+        out[split] = {"modules": len(rows)}
+        for thr in (0,) + SMALL:
+            small = n <= thr
+            mix = np.where(small, best, de)
+            out[split][str(thr)] = {"geomean": float(np.expm1(np.log(mix / oz).mean())),
+                                    "total": float(mix.sum() / oz.sum() - 1), "regressed": float((mix > oz).mean()),
+                                    "module_share": float(small.mean()), "oz_text_share": float(oz[small].sum() / oz.sum())}
+    return out
+
+
+SIZE_CLASSES = (50, 100, 200, 400, 800, 1600)
+
+
+def size_classes(lab, dflt, usable):
+    """The best fixed candidate per class of IR instruction count, chosen on the
+    training split: its pick and the default per class and split, and the rule
+    (each module gets its class's pick) against the default, per split."""
+    import pyarrow.parquet as pq
+
+    ft = pq.read_table(M.FEATURE_TABLE, columns=["module", "instructions"]).to_pydict()
+    ins = dict(zip(ft["module"], np.expm1(ft["instructions"])))
+    edges = (0,) + SIZE_CLASSES + (np.inf,)
+    rows = {s: [i for i in lab.scored(s) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
+            for s in ("train", "validation", "test")}
+    logs = {s: np.log(lab.text[r][:, usable] / lab.text[r][:, :1]) for s, r in rows.items()}
+    size = {s: np.array([ins[lab.modules[i]] for i in r]) for s, r in rows.items()}
+    d = usable.index(dflt)
+    classes, rule = [], {s: np.zeros(len(r)) for s, r in rows.items()}
+    for lo, hi in zip(edges, edges[1:]):
+        inside = {s: (size[s] > lo) & (size[s] <= hi) for s in rows}
+        pick = int(np.nanmean(logs["train"][inside["train"]], 0).argmin())
+        row = {"from": lo, "to": None if np.isinf(hi) else hi, "pick": lab.candidates[usable[pick]]}
+        for s in rows:
+            y = logs[s][inside[s]]
+            rule[s][inside[s]] = y[:, pick]
+            row[s] = {"modules": int(inside[s].sum()), "default": float(np.expm1(y[:, d].mean())) if len(y) else None,
+                      "pick": float(np.expm1(y[:, pick].mean())) if len(y) else None}
+        classes.append(row)
+    return {"classes": classes, "rule": {s: float(np.expm1(rule[s].mean())) for s in rows},
+            "default": {s: float(np.expm1(logs[s][:, d].mean())) for s in rows}}
+
+
 def formulation_table(results: dict) -> list[str]:
     """Markdown rows: each formulation's best setting, then all of them."""
     lines = ["| formulation | best | all |", "| --- | ---: | --- |"]
@@ -206,7 +273,8 @@ def main(argv=None) -> int:
               "default": lab.candidates[dflt], "training_modules_scored": len(lab.scored("train")),
               "out_of_fold": by_module, "out_of_fold_per_package": by_package,
               "package_favourites": favourites(lab, dflt, [0] + usable),
-              "ir_proxy": ir_proxy(lab, cover)}
+              "ir_proxy": ir_proxy(lab, cover), "small_modules": small_modules(lab, dflt, cover),
+              "size_classes": size_classes(lab, dflt, usable)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = ["# Where top-1 stops", "", f"Default `{report['default']}`; `{report['command']}` ({report['date']}).", "",
@@ -226,6 +294,25 @@ def main(argv=None) -> int:
     for split, ks in report["ir_proxy"].items():
         for k, v in ks.items():
             lines.append(f"| {split} | {k[1:]} | {v['measured']:+.2%} | {v['by_ir']:+.2%} | {v['by_ir_regressed']:.1%} |")
+    lines += ["", "## The default, with verify top-4 on modules of at most N IR instructions", "",
+              "| split | N | geomean | total .text | regressed | share of modules | share of -Oz .text |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for split, by_n in report["small_modules"].items():
+        for thr, v in by_n.items():
+            if thr != "modules":
+                lines.append(f"| {split} | {thr if thr != '0' else '0 (the default alone)'} | {v['geomean']:+.2%} | "
+                             f"{v['total']:+.2%} | {v['regressed']:.1%} | {v['module_share']:.1%} | "
+                             f"{v['oz_text_share']:.1%} |")
+    sc = report["size_classes"]
+    lines += ["", "## The best fixed candidate per size class (IR instructions), chosen on training", "",
+              "| class | pick | " + " | ".join(f"{s}: modules, default, pick" for s in sc["rule"]) + " |",
+              "| --- | --- | " + " | ".join("---" for _ in sc["rule"]) + " |"]
+    for c in sc["classes"]:
+        cells = [f"{c[s]['modules']}, {c[s]['default']:+.2%}, {c[s]['pick']:+.2%}" if c[s]["modules"] else "0"
+                 for s in sc["rule"]]
+        lines.append(f"| {c['from']}-{c['to'] or ''} | `{c['pick']}` | " + " | ".join(cells) + " |")
+    lines.append("| all: the rule against the default | | "
+                 + " | ".join(f"{sc['rule'][s]:+.3%} / {sc['default'][s]:+.3%}" for s in sc["rule"]) + " |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(args.out.with_suffix(".md").read_text())
     return 0
