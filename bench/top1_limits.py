@@ -185,15 +185,21 @@ def ir_proxy(lab, cover):
 SMALL = (100, 200, 400, 800)
 
 
+def ir_instructions() -> dict[str, float]:
+    """Each labelled module's IR instruction count as the policy sees it (the
+    feature table holds log1p)."""
+    import pyarrow.parquet as pq
+
+    ft = pq.read_table(M.FEATURE_TABLE, columns=["module", "instructions"]).to_pydict()
+    return dict(zip(ft["module"], np.expm1(ft["instructions"])))
+
+
 def small_modules(lab, dflt, cover, k=4):
     """Per split and threshold N: the default, except verify top-k (-Oz and the
     first k of the cover, the smallest measured) on modules of at most N IR
     instructions: geomean and total .text against -Oz, modules regressed, and
     the small modules' share of modules and of -Oz .text."""
-    import pyarrow.parquet as pq
-
-    ft = pq.read_table(M.FEATURE_TABLE, columns=["module", "instructions"]).to_pydict()
-    ins = dict(zip(ft["module"], np.expm1(ft["instructions"])))  # the table holds log1p
+    ins = ir_instructions()
     out = {}
     for split in ("validation", "test"):
         rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
@@ -218,10 +224,7 @@ def size_classes(lab, dflt, usable):
     """The best fixed candidate per class of IR instruction count, chosen on the
     training split: its pick and the default per class and split, and the rule
     (each module gets its class's pick) against the default, per split."""
-    import pyarrow.parquet as pq
-
-    ft = pq.read_table(M.FEATURE_TABLE, columns=["module", "instructions"]).to_pydict()
-    ins = dict(zip(ft["module"], np.expm1(ft["instructions"])))
+    ins = ir_instructions()
     edges = (0,) + SIZE_CLASSES + (np.inf,)
     rows = {s: [i for i in lab.scored(s) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
             for s in ("train", "validation", "test")}

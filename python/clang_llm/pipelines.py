@@ -40,7 +40,7 @@ UNSAFE_PASSES = {
     "gvn-sink": "is not deterministic in LLVM 22: GVNSink iterates a hash set of PHIs, so one module and "
                 "pipeline give different code from run to run (2 of 400 training modules under the default "
                 "with it appended, 2026-12-06; fixed upstream after 22.1 by llvm-project#205952). It "
-                "made the default 0.15% smaller there, but builds must be reproducible",
+                "made the default 0.14% smaller there, but builds must be reproducible",
 }
 
 
