@@ -140,8 +140,9 @@ def test_gradient_boosting_exports_as_one_ranker_model(tmp_path):
     pytest.importorskip("onnxmltools")
     rng = np.random.default_rng(0)
     x = rng.random((300, len(features.NAMES)), dtype=np.float32)
+    # Each booster's target follows one feature (any: the candidates may outnumber the features).
     boosters = {j: lgb.train({"objective": "huber", "alpha": 0.02, "num_leaves": 7, "verbosity": -1, "seed": j},
-                             lgb.Dataset(x, 0.05 * x[:, j] - 0.02 * j), num_boost_round=20)
+                             lgb.Dataset(x, 0.05 * x[:, j % x.shape[1]] - 0.02 * j), num_boost_round=20)
                 for j in (1, K - 1)}
     path = tmp_path / "model.onnx"
     model.export_lgbm(boosters, K, x.shape[1], path, {"variant": "lgbm"})
