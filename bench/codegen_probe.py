@@ -56,13 +56,9 @@ def _set_llvm_options(options: list[str]) -> None:
 
 
 def _measure(job):
-    options, passes, codegen, paths = job
+    name, options, passes, codegen, paths = job
     from clang_llm import _core
 
-    name = " ".join(options)
-    # An IR element to append rather than options: "+function(dse,adce)".
-    if len(options) == 1 and options[0].startswith("+"):
-        passes, options = passes + "," + options[0][1:], ()
     _set_llvm_options(list(options))
     out = {}
     for p in paths:
@@ -83,7 +79,7 @@ def _isolated(job):
         try:
             return ex.submit(_measure, job).result()
         except BrokenProcessPool:
-            return " ".join(job[0]), {Path(p).stem: "error: the worker died (LLVM aborted)" for p in job[3]}
+            return job[0], {Path(p).stem: "error: the worker died (LLVM aborted)" for p in job[4]}
 
 
 def main() -> int:
@@ -111,15 +107,18 @@ def main() -> int:
               file=sys.stderr)
         return 1
     paths = [str(M._module_path(None, lab.modules[i])) for i in rows]
-    sets = [()] + [tuple(o.split()) for o in (args.sets or ([] if args.appends else DEFAULT_OPTIONS))] \
-        + [("+" + a,) for a in args.appends]
+    # (name in the report, LLVM options, pipeline): the candidate as it is, each
+    # option set on it, and each element appended to its pipeline ("+element").
+    sets = [("", (), cand.passes)] \
+        + [(" ".join(o.split()), tuple(o.split()), cand.passes) for o in (args.sets or ([] if args.appends else DEFAULT_OPTIONS))] \
+        + [("+" + a, (), cand.passes + "," + a) for a in args.appends]
     chunk = max(1, math.ceil(len(paths) / (4 * args.workers)))
-    jobs = [(s, cand.passes, cand.codegen, paths[k:k + chunk]) for s in sets for k in range(0, len(paths), chunk)]
+    jobs = [(*s, cand.codegen, paths[k:k + chunk]) for s in sets for k in range(0, len(paths), chunk)]
     t0 = time.time()
-    sizes: dict[str, dict[str, int | str]] = {" ".join(s): {} for s in sets}
+    sizes: dict[str, dict[str, int | str]] = {name: {} for name, _, _ in sets}
     # Other allocated bytes (.rodata, .data; not unwind tables): an option that
     # moves code into data, as denser jump tables do, shows up here.
-    data: dict[str, dict[str, int]] = {" ".join(s): {} for s in sets}
+    data: dict[str, dict[str, int]] = {name: {} for name, _, _ in sets}
     from tqdm import tqdm
 
     with cf.ThreadPoolExecutor(args.workers) as ex:

@@ -194,37 +194,37 @@ def ir_instructions() -> dict[str, float]:
     return dict(zip(ft["module"], np.expm1(ft["instructions"])))
 
 
-def small_modules(lab, dflt, cover, k=4):
+def small_modules(lab, dflt, cover, ins, k=4):
     """Per split and threshold N: the default, except verify top-k (-Oz and the
     first k of the cover, the smallest measured) on modules of at most N IR
-    instructions: geomean and total .text against -Oz, modules regressed, and
-    the small modules' share of modules and of -Oz .text."""
-    ins = ir_instructions()
+    instructions (ins: ir_instructions()): geomean and total .text against -Oz,
+    modules regressed, and the small modules' share of modules and of -Oz .text."""
     out = {}
     for split in ("validation", "test"):
         rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
         t = lab.text[rows]
-        oz, de = t[:, 0], t[:, dflt]
-        best = np.fmin(oz, np.nanmin(t[:, cover[:k]], axis=1))
+        oz = t[:, 0]
+        top1 = M.choose_sizes(t, [[dflt]] * len(rows))
+        verify = M.choose_sizes(t, [cover] * len(rows), k)
         n = np.array([ins[lab.modules[i]] for i in rows])
         out[split] = {"modules": len(rows)}
         for thr in (0,) + SMALL:
             small = n <= thr
-            mix = np.where(small, best, de)
-            out[split][str(thr)] = {"geomean": float(np.expm1(np.log(mix / oz).mean())),
-                                    "total": float(mix.sum() / oz.sum() - 1), "regressed": float((mix > oz).mean()),
-                                    "module_share": float(small.mean()), "oz_text_share": float(oz[small].sum() / oz.sum())}
+            s = M.score(t, np.where(small, verify, top1))
+            out[split][str(thr)] = {"geomean": s["geomean_ratio"] - 1, "total": -s["total_reduction"],
+                                    "regressed": s["regressed"], "module_share": float(small.mean()),
+                                    "oz_text_share": float(oz[small].sum() / oz.sum())}
     return out
 
 
 SIZE_CLASSES = (50, 100, 200, 400, 800, 1600)
 
 
-def size_classes(lab, dflt, usable):
-    """The best fixed candidate per class of IR instruction count, chosen on the
-    training split: its pick and the default per class and split, and the rule
-    (each module gets its class's pick) against the default, per split."""
-    ins = ir_instructions()
+def size_classes(lab, dflt, usable, ins):
+    """The best fixed candidate per class of IR instruction count (ins:
+    ir_instructions()), chosen on the training split: its pick and the default
+    per class and split, and the rule (each module gets its class's pick)
+    against the default, per split."""
     edges = (0,) + SIZE_CLASSES + (np.inf,)
     rows = {s: [i for i in lab.scored(s) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
             for s in ("train", "validation", "test")}
@@ -270,14 +270,15 @@ def main(argv=None) -> int:
     usable = [j for j in pipelines.usable_indices() if j != 0]
     dflt = lab.candidates.index(pipelines.best_fixed().name)
     cover = M.coverage_order(lab, [lab.candidates[j] for j in usable])[0]
+    ins = ir_instructions()
     by_module, by_package = formulations(lab, data, dflt, usable, cover, args.quick)
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python bench/top1_limits.py" + (" --quick" if args.quick else ""),
               "default": lab.candidates[dflt], "training_modules_scored": len(lab.scored("train")),
               "out_of_fold": by_module, "out_of_fold_per_package": by_package,
               "package_favourites": favourites(lab, dflt, [0] + usable),
-              "ir_proxy": ir_proxy(lab, cover), "small_modules": small_modules(lab, dflt, cover),
-              "size_classes": size_classes(lab, dflt, usable)}
+              "ir_proxy": ir_proxy(lab, cover), "small_modules": small_modules(lab, dflt, cover, ins),
+              "size_classes": size_classes(lab, dflt, usable, ins)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = ["# Where top-1 stops", "", f"Default `{report['default']}`; `{report['command']}` ({report['date']}).", "",

@@ -138,25 +138,23 @@ def propose(nodes, rng: random.Random, n: int, seen: set[str], offers=()) -> lis
     before (seen: _digest of each, which the step log keeps, so a resumed run
     proposes what an unbroken one would): [(edits, passes)]."""
     out = []
-    for text in offers:
-        edit = ("append", text)
-        cur = P.apply_edit(nodes, edit)
-        full = P.unparse(cur) if cur is not None else None
-        if full is None or _digest(full) in seen or pipelines.unsafe_passes(full):
-            continue
-        seen.add(_digest(full))
-        out.append(([edit], full))
-    offered = len(out)
-    n += offered
-    for _ in range((n - offered) * 20):
-        if len(out) >= n:
-            break
-        cur, edits = P.random_edits(nodes, rng, 2)
-        text = P.unparse(cur)
+
+    def take(edits, text) -> bool:
         if not edits or _digest(text) in seen or pipelines.unsafe_passes(text):
-            continue
+            return False
         seen.add(_digest(text))
         out.append((edits, text))
+        return True
+
+    for text in offers:
+        edit = ("append", text)
+        take([edit], P.unparse(P.apply_edit(nodes, edit)))
+    mutants = 0
+    for _ in range(n * 20):
+        if mutants >= n:
+            break
+        cur, edits = P.random_edits(nodes, rng, 2)
+        mutants += take(edits, P.unparse(cur))
     return out
 
 
