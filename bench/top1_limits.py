@@ -258,7 +258,8 @@ def size_classes(lab, dflt, usable, ins):
             y = logs[s][inside[s]]
             rule[s][inside[s]] = y[:, pick]
             row[s] = {"modules": int(inside[s].sum()), "default": float(np.expm1(y[:, d].mean())) if len(y) else None,
-                      "pick": float(np.expm1(y[:, pick].mean())) if len(y) else None}
+                      "pick": float(np.expm1(y[:, pick].mean())) if len(y) else None,
+                      "default_regressed": float((y[:, d] > 0).mean()) if len(y) else None}
         classes.append(row)
     return {"classes": classes, "rule": {s: float(np.expm1(rule[s].mean())) for s in rows},
             "default": {s: float(np.expm1(logs[s][:, d].mean())) for s in rows}}
@@ -327,10 +328,11 @@ def main(argv=None) -> int:
                              f"{v['oz_text_share']:.1%} |")
     sc = report["size_classes"]
     lines += ["", "## The best fixed candidate per size class (IR instructions), chosen on training", "",
-              "| class | pick | " + " | ".join(f"{s}: modules, default, pick" for s in sc["rule"]) + " |",
+              "| class | pick | " + " | ".join(f"{s}: modules, default (regressed), pick" for s in sc["rule"]) + " |",
               "| --- | --- | " + " | ".join("---" for _ in sc["rule"]) + " |"]
     for c in sc["classes"]:
-        cells = [f"{c[s]['modules']}, {c[s]['default']:+.2%}, {c[s]['pick']:+.2%}" if c[s]["modules"] else "0"
+        cells = [f"{c[s]['modules']}, {c[s]['default']:+.2%} ({c[s]['default_regressed']:.1%}), {c[s]['pick']:+.2%}"
+                 if c[s]["modules"] else "0"
                  for s in sc["rule"]]
         lines.append(f"| {c['from']}-{c['to'] or ''} | `{c['pick']}` | " + " | ".join(cells) + " |")
     lines.append("| all: the rule against the default | | "
