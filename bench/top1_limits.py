@@ -134,11 +134,17 @@ def formulations(lab, data, dflt, usable, cover, quick):
     return out, balanced
 
 
+def code_rows(lab, split: str, ins: dict | None = None) -> list[int]:
+    """The split's scored modules that have code under -Oz (the ratios' base),
+    and, given ins (ir_instructions()), only those with an instruction count."""
+    return [i for i in lab.scored(split) if lab.text[i, 0] > 0 and (ins is None or lab.modules[i] in ins)]
+
+
 def favourites(lab, dflt, usable, seed=0):
     rng = np.random.default_rng(seed)
     out = {}
     for split in ("train", "validation", "test"):
-        rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0]
+        rows = code_rows(lab, split)
         y = np.nan_to_num(np.log(lab.text[rows][:, usable] / lab.text[rows][:, :1]), nan=0.0)
         pkg = np.array([lab.package[i] for i in rows])
         d = usable.index(dflt)
@@ -170,7 +176,7 @@ def ir_proxy(lab, cover):
             ir[row[h], col[c]] = n
     out = {}
     for split in ("validation", "test"):
-        rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0]
+        rows = code_rows(lab, split)
         t, n = np.nan_to_num(lab.text[rows], nan=np.inf), np.nan_to_num(ir[rows], nan=np.inf)
         t[np.isinf(t)] = np.repeat(t[:, :1], t.shape[1], axis=1)[np.isinf(t)]  # failed: -Oz
         idx = np.arange(len(rows))
@@ -203,7 +209,7 @@ def small_modules(lab, dflt, cover, ins, k=4):
     modules regressed, and the small modules' share of modules and of -Oz .text."""
     out = {}
     for split in ("validation", "test"):
-        rows = [i for i in lab.scored(split) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
+        rows = code_rows(lab, split, ins)
         t = lab.text[rows]
         oz = t[:, 0]
         top1 = M.choose_sizes(t, [[dflt]] * len(rows))
@@ -225,7 +231,7 @@ def perfect_guard(lab, dflt):
     avoiding regressions alone could add to top-1."""
     out = {}
     for split in ("train", "validation", "test"):
-        t = lab.text[[i for i in lab.scored(split) if lab.text[i, 0] > 0]]
+        t = lab.text[code_rows(lab, split)]
         default, guarded = M.score(t, t[:, dflt]), M.score(t, np.minimum(t[:, dflt], t[:, 0]))
         out[split] = {"modules": len(t), "default": default["geomean_ratio"] - 1,
                       "guarded": guarded["geomean_ratio"] - 1, "default_total": -default["total_reduction"],
@@ -242,8 +248,7 @@ def size_classes(lab, dflt, usable, ins):
     per class and split, and the rule (each module gets its class's pick)
     against the default, per split."""
     edges = (0,) + SIZE_CLASSES + (np.inf,)
-    rows = {s: [i for i in lab.scored(s) if lab.text[i, 0] > 0 and lab.modules[i] in ins]
-            for s in ("train", "validation", "test")}
+    rows = {s: code_rows(lab, s, ins) for s in ("train", "validation", "test")}
     logs = {s: np.log(lab.text[r][:, usable] / lab.text[r][:, :1]) for s, r in rows.items()}
     size = {s: np.array([ins[lab.modules[i]] for i in r]) for s, r in rows.items()}
     d = usable.index(dflt)
