@@ -2,9 +2,9 @@
 """Candidates for the next set: the shipped validated candidates plus each excluded
 candidate with its unsafe passes (clang_llm.pipelines.UNSAFE_PASSES) removed.
 
-    python bench/strip_unsafe.py [--out bench/results/iroutliner_free.tsv]
-    python bench/fixed_pipelines.py --candidates bench/results/iroutliner_free.tsv \\
-        --out-dir bench/results/iroutliner_free --determinism-sample 20
+    python bench/strip_unsafe.py [--out bench/out/iroutliner_free.tsv]
+    python bench/fixed_pipelines.py --candidates bench/out/iroutliner_free.tsv \\
+        --out-dir bench/out/iroutliner_free --determinism-sample 20
 
 The stripped pipelines keep everything else search found for them; how much of
 what the excluded candidates saved survives without the pass is what the second
@@ -27,7 +27,7 @@ from clang_llm.train import passes as P  # noqa: E402
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "iroutliner_free.tsv")
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "iroutliner_free.tsv")
     args = ap.parse_args(argv)
 
     rows = [c for c in pipelines.candidates() if c.validated]
@@ -44,6 +44,7 @@ def main(argv=None) -> int:
             continue
         seen.add((passes, c.codegen))
         rows.append(pipelines.Candidate(name, passes, c.codegen, False, f"{c.name} without {', '.join(unsafe)}"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(pipelines.write(rows, pipelines.best_fixed().name, {"command": "python bench/strip_unsafe.py"}))
     print(f"wrote {args.out}: {len(rows)} candidates ({len(rows) - sum(c.validated for c in rows)} stripped)")
     return 0
