@@ -23,22 +23,11 @@ import os
 import sys
 
 from . import _paths
+from .clang_options import SEPARATE_VALUE  # one table for the driver and explain
 
 FLAG = "-Oz-llm"
 MODES = {"": None, "verify": "verify"}
 RECURSION_GUARD = "CLANG_LLM_DRIVER_ACTIVE"
-
-# Options whose value may be the next argument: that argument is neither an
-# input nor an option of its own.
-SEPARATE_VALUE = frozenset("""
--o -x -I -D -U -L -l -B -F -T -u -e -z -include -imacros -isystem -idirafter
--iquote -iprefix -iwithprefix -iwithprefixbefore -isysroot --sysroot -MF -MT -MQ
--MJ -Xclang -Xlinker -Xassembler -Xpreprocessor -Xanalyzer -mllvm -target -arch
---param -aux-triple -serialize-diagnostics -dependency-file -dependency-dot
--working-directory -resource-dir -include-pch -rpath -Xopenmp-target
--Xcuda-fatbinary -Xcuda-ptxas --serialize-diagnostics -G -ivfsoverlay
--iframework -iframeworkwithsysroot -imultilib --gcc-toolchain --target
-""".split())
 
 SOURCE_EXT = frozenset("c i cc cp cxx cpp CPP c++ C ii m mi mm M mii bc ll h hh hpp hxx H".split())
 ASM_EXT = frozenset("s S sx".split())

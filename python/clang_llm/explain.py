@@ -27,7 +27,7 @@ SOURCE_EXT = {"c", "i"} | CXX_EXT
 
 def _split(args: list[str]) -> tuple[dict, list[str], list[str]]:
     """(explain options, source files, flags for clang)."""
-    from .driver import SEPARATE_VALUE
+    from .clang_options import SEPARATE_VALUE
 
     opts = {"measure": False, "top": 4, "json": False}
     files, flags = [], []
