@@ -12,7 +12,8 @@ import importlib
 import sys
 
 # Modules that contribute sub-commands, in the order of a full rebuild.
-COMMAND_MODULES = ("corpus", "evaluate", "search", "climb", "select", "validate", "labels", "model")
+COMMAND_MODULES = ("corpus", "evaluate", "search", "climb", "select", "validate", "labels", "best_fixed",
+                   "model")
 
 
 def build_parser() -> argparse.ArgumentParser:
