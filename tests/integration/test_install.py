@@ -24,6 +24,13 @@ def wheel_venv(tmp_path_factory):
     return venv
 
 
+def test_wheel_carries_no_training_tables(wheel_venv):
+    # pyproject's wheel.exclude: the data engine's tables stay in the checkout.
+    (pkg,) = wheel_venv.glob("lib/python3*/site-packages/clang_llm")
+    assert (pkg / "data" / "candidates.tsv").is_file()
+    assert not (pkg / "train" / "data").exists()
+
+
 def test_wheel_plugin_works_with_no_environment(wheel_venv, tmp_path):
     plugin = run([wheel_venv / "bin" / "python", "-m", "clang_llm", "--plugin-path"]).stdout.decode().strip()
     assert plugin.startswith(str(wheel_venv)), plugin
