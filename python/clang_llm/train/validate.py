@@ -45,6 +45,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -895,7 +896,9 @@ def program_tests() -> list[Test]:
 def build_and_test_package(comp: Compiler, test: Test, work: Path, jobs: int) -> Outcome:
     """Build a package of the programs suite with comp (its build system, its
     probes) and run the package's own test suite. A failure keeps the build and
-    test logs under cache_dir()/program-logs for the diagnosis."""
+    test logs, and whatever the test suite wrote (test-suite.log, per-test logs
+    and outputs), in a directory under cache_dir()/program-logs that the
+    outcome's detail names: a flake is diagnosed from what it left, not rerun."""
     from .. import debsrc
 
     package = test.id.split("/", 1)[1]
@@ -907,16 +910,18 @@ def build_and_test_package(comp: Compiler, test: Test, work: Path, jobs: int) ->
             debsrc.build(package, tree, cc, cflags, env=comp.env, jobs=jobs, timeout=PROGRAM_TIMEOUT)
         except debsrc.BuildError as e:
             what = str(e).splitlines()[0]
-            _keep_logs(comp, package, tree)
+            kept = _keep_logs(comp, package, tree)
             return Outcome("compile-timeout" if "(exit 124)" in what else "compile-error",
-                           f"{what}: {_first_error(debsrc._file_tail(tree / debsrc.BUILD_LOG))}",
+                           f"{what}: {_first_error(debsrc._file_tail(tree / debsrc.BUILD_LOG))}; logs: {kept}",
                            time.perf_counter() - start)
+        tests_started = time.time()
         r = debsrc.run_tests(package, tree, env=comp.env, jobs=jobs, timeout=PROGRAM_TIMEOUT)
         if r.ok:
             return Outcome("pass", "", time.perf_counter() - start)
-        _keep_logs(comp, package, tree)
+        kept = _keep_logs(comp, package, tree, since=tests_started)
         status = "run-timeout" if r.returncode == 124 else "run-fail"
-        return Outcome(status, f"test suite exit {r.returncode}: {_failed_lines(r.tail)}", time.perf_counter() - start)
+        return Outcome(status, f"test suite exit {r.returncode}: {_failed_lines(r.tail)}; logs: {kept}",
+                       time.perf_counter() - start)
 
 
 def _failed_lines(tail: str, n: int = 3) -> str:
@@ -926,15 +931,61 @@ def _failed_lines(tail: str, n: int = 3) -> str:
     return " | ".join((hits or lines)[-n:])[:300]
 
 
-def _keep_logs(comp: Compiler, package: str, tree: Path) -> None:
+# What a failed test suite leaves is text the suite wrote while it ran (automake's
+# test-suite.log and <test>.log/.trs, ctest's Testing/Temporary, pcre2's testtry*
+# outputs that its scripts diff against the expected files). Programs, objects and
+# archives that `make check` (re)built are not evidence, and the caps keep one
+# runaway log from filling the cache.
+_KEPT_FILE_MAX = 4 << 20
+_KEPT_TOTAL_MAX = 64 << 20
+_KEPT_FILES_MAX = 400
+
+
+def _is_artifact(path: Path) -> bool:
+    if path.suffix in (".o", ".a", ".so", ".lo", ".la", ".gcda", ".gcno"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return True
+
+
+def _keep_logs(comp: Compiler, package: str, tree: Path, since: float | None = None) -> Path:
+    """Copy the build and test logs, and every text file the test suite wrote
+    into the tree (modified at or after `since`), to a fresh directory; returns it."""
     from .. import debsrc
 
-    d = cache_dir() / "program-logs"
-    d.mkdir(parents=True, exist_ok=True)
     tag = re.sub(r"[^A-Za-z0-9_.+-]", "_", comp.name)
+    root = cache_dir() / "program-logs"
+    root.mkdir(parents=True, exist_ok=True)
+    d = Path(tempfile.mkdtemp(prefix=f"{tag}.{package}.{time.strftime('%Y%m%d-%H%M%S')}.", dir=root))
     for name in (debsrc.BUILD_LOG, debsrc.TEST_LOG):
         if (tree / name).is_file():
-            shutil.copyfile(tree / name, d / f"{tag}.{package}.{name}")
+            shutil.copyfile(tree / name, d / name)
+    if since is None:
+        return d
+    total = files = 0
+    # mtimes have the file system's granularity; a second's slack keeps a file
+    # written in the test run's first instant.
+    cutoff = since - 1.0
+    for path in sorted(tree.rglob("*")):
+        rel = path.relative_to(tree)
+        if files >= _KEPT_FILES_MAX or rel.name in (debsrc.BUILD_LOG, debsrc.TEST_LOG):
+            continue
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime < cutoff or st.st_size > _KEPT_FILE_MAX \
+                or total + st.st_size > _KEPT_TOTAL_MAX or _is_artifact(path):
+            continue
+        dest = d / "tree" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        total += st.st_size
+        files += 1
+    return d
 
 
 def build_programs_baseline(jobs: int, out: Path, log: Callable[[str], None] = print) -> dict:
