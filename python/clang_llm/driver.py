@@ -290,10 +290,32 @@ def _emit_llvm(clang: str, plan: Plan, env: dict[str, str]) -> int:
         opt = _paths.find_tool("opt")
         # clang never names values in release builds; match its output exactly.
         cmd = [opt, "--discard-value-names", f"-load-pass-plugin={plugin_arg.split('=', 1)[1]}",
-               "-passes=llm-oz", raw, "-o", out]
-        if text:
-            cmd.append("-S")
-        return subprocess.call(cmd, env=env)
+               "-passes=llm-oz", raw]
+        if not text:
+            # Bitcode carries source_filename but no module identifier, so
+            # opt's copy of clang's module is already what clang would write.
+            return subprocess.call([*cmd, "-o", out], env=env)
+        # Text IR starts with "; ModuleID = '<name opt read it from>'", which
+        # would be the temporary file above (different on every run), where
+        # clang writes the source as named on its command line ('-' for stdin).
+        # opt cannot be told another identifier, so the line is rewritten.
+        optimised = os.path.join(tmp, "opt.ll")
+        rc = subprocess.call([*cmd, "-S", "-o", optimised], env=env)
+        if rc != 0:
+            return rc
+        with open(optimised, "rb") as f:
+            data = f.read()
+        head, sep, rest = data.partition(b"\n")
+        if head.startswith(b"; ModuleID = '"):
+            data = b"; ModuleID = '" + os.fsencode(sources[0]) + b"'" + sep + rest
+        if out == "-":
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            with open(out, "wb") as f:
+                f.write(data)
+        return 0
 
 
 def _without_output(args: list[str]) -> list[str]:
