@@ -129,11 +129,11 @@ def main() -> int:
                 else:
                     sizes[name][h], data[name][h] = v
     base, base_data = sizes[""], data[""]
-    oz = {lab.modules[i]: lab.text[i, 0] for i in rows}
+    oz = {lab.modules[i]: lab.size[i, 0] for i in rows}
     # The probe's own baseline must be the label table's measurement of the
     # candidate, or the machine differs from the one that made the labels.
     j = lab.candidates.index(cand.name)
-    labelled = {lab.modules[i]: lab.text[i, j] for i in rows if not math.isnan(lab.text[i, j])}
+    labelled = {lab.modules[i]: lab.size[i, j] for i in rows if not math.isnan(lab.size[i, j])}
     agree = sum(1 for h, v in labelled.items() if base.get(h) == int(v))
     results = {}
     for name, got in sizes.items():

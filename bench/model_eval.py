@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     if not rows:
         print(f"model_eval: no {args.split} modules in {lab.source}", file=sys.stderr)
         return 2
-    text = lab.text[rows]
+    text = lab.size[rows]
     packages = [lab.package[i] for i in rows]
     t0 = time.time()
     pred = np.zeros_like(text)
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     # the static order where the module is outside the model's training range.
     cover = M.static_where_outside(M.verify_orders(pred, pool), outside, static_row)
 
-    y = M.targets(lab.text)
+    y = M.targets(lab.size)
     trained_best = M.fixed_ranking(lab, pipelines.usable_names())[0][0]
     shipped_best = lab.candidates.index(pipelines.best_fixed().name)
 

@@ -107,7 +107,7 @@ def formulations(lab, data, dflt, usable, cover, quick):
     if quick:
         runs = dict(list(runs.items())[:1])
     train = np.array(lab.scored("train"))
-    text = lab.text[train]
+    text = lab.size[train]
     pkgs = [lab.package[i] for i in train]
     out = {"best fixed": geomean_change(text, text[:, dflt])}
     balanced = {"best fixed": package_change(text, text[:, dflt], pkgs)}
@@ -137,7 +137,7 @@ def formulations(lab, data, dflt, usable, cover, quick):
 def code_rows(lab, split: str, ins: dict | None = None) -> list[int]:
     """The split's scored modules that have code under -Oz (the ratios' base),
     and, given ins (ir_instructions()), only those with an instruction count."""
-    return [i for i in lab.scored(split) if lab.text[i, 0] > 0 and (ins is None or lab.modules[i] in ins)]
+    return [i for i in lab.scored(split) if lab.size[i, 0] > 0 and (ins is None or lab.modules[i] in ins)]
 
 
 def favourites(lab, dflt, usable, seed=0):
@@ -145,7 +145,7 @@ def favourites(lab, dflt, usable, seed=0):
     out = {}
     for split in ("train", "validation", "test"):
         rows = code_rows(lab, split)
-        y = np.nan_to_num(np.log(lab.text[rows][:, usable] / lab.text[rows][:, :1]), nan=0.0)
+        y = np.nan_to_num(np.log(lab.size[rows][:, usable] / lab.size[rows][:, :1]), nan=0.0)
         pkg = np.array([lab.package[i] for i in rows])
         d = usable.index(dflt)
         in_sample = sum(y[pkg == p].mean(0).min() * (pkg == p).sum() for p in set(pkg)) / len(rows)
@@ -170,14 +170,14 @@ def ir_proxy(lab, cover):
     table = labels_mod.read(None).select(["module", "candidate", "ir_instructions"]).to_pydict()
     row = {h: i for i, h in enumerate(lab.modules)}
     col = {c: j for j, c in enumerate(lab.candidates)}
-    ir = np.full(lab.text.shape, np.nan)
+    ir = np.full(lab.size.shape, np.nan)
     for h, c, n in zip(table["module"], table["candidate"], table["ir_instructions"]):
         if h in row and c in col and n is not None:
             ir[row[h], col[c]] = n
     out = {}
     for split in ("validation", "test"):
         rows = code_rows(lab, split)
-        t, n = np.nan_to_num(lab.text[rows], nan=np.inf), np.nan_to_num(ir[rows], nan=np.inf)
+        t, n = np.nan_to_num(lab.size[rows], nan=np.inf), np.nan_to_num(ir[rows], nan=np.inf)
         t[np.isinf(t)] = np.repeat(t[:, :1], t.shape[1], axis=1)[np.isinf(t)]  # failed: -Oz
         idx = np.arange(len(rows))
         out[split] = {}
@@ -210,7 +210,7 @@ def small_modules(lab, dflt, cover, ins, k=4):
     out = {}
     for split in ("validation", "test"):
         rows = code_rows(lab, split, ins)
-        t = lab.text[rows]
+        t = lab.size[rows]
         oz = t[:, 0]
         top1 = M.choose_sizes(t, [[dflt]] * len(rows))
         verify = M.choose_sizes(t, [cover] * len(rows), k)
@@ -231,7 +231,7 @@ def perfect_guard(lab, dflt):
     avoiding regressions alone could add to top-1."""
     out = {}
     for split in ("train", "validation", "test"):
-        t = lab.text[code_rows(lab, split)]
+        t = lab.size[code_rows(lab, split)]
         default, guarded = M.score(t, t[:, dflt]), M.score(t, np.minimum(t[:, dflt], t[:, 0]))
         out[split] = {"modules": len(t), "default": default["geomean_ratio"] - 1,
                       "guarded": guarded["geomean_ratio"] - 1, "default_total": -default["total_reduction"],
@@ -249,7 +249,7 @@ def size_classes(lab, dflt, usable, ins):
     against the default, per split."""
     edges = (0,) + SIZE_CLASSES + (np.inf,)
     rows = {s: code_rows(lab, s, ins) for s in ("train", "validation", "test")}
-    logs = {s: np.log(lab.text[r][:, usable] / lab.text[r][:, :1]) for s, r in rows.items()}
+    logs = {s: np.log(lab.size[r][:, usable] / lab.size[r][:, :1]) for s, r in rows.items()}
     size = {s: np.array([ins[lab.modules[i]] for i in r]) for s, r in rows.items()}
     d = usable.index(dflt)
     classes, rule = [], {s: np.zeros(len(r)) for s, r in rows.items()}

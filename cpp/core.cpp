@@ -32,6 +32,12 @@ std::string errorText(Error E) {
   return S;
 }
 
+py::dict sizesDict(const clang_llm::Sizes &S) {
+  py::dict D;
+  S.fields([&](const char *Name, uint64_t V) { D[Name] = V; });
+  return D;
+}
+
 class LoadedModule {
 public:
   explicit LoadedModule(const std::string &Bytes, const std::string &Name) {
@@ -50,6 +56,11 @@ public:
     TM = std::move(*TMOr);
   }
 
+  // What the module would be under -fno-asynchronous-unwind-tables (the
+  // data engine's second flag set); changes its content hash.
+  void dropUnwindTables() { clang_llm::dropUnwindTables(*M); }
+  bool unwindTables() const { return M->getUwtable() != UWTableKind::None; }
+
   py::dict measure(const std::string &Passes, unsigned Codegen) {
     std::optional<clang_llm::CodegenKnobs> K = clang_llm::CodegenKnobs::fromBits(Codegen);
     if (!K)
@@ -60,11 +71,7 @@ public:
     }();
     if (!S)
       throw std::invalid_argument(errorText(S.takeError()));
-    py::dict D;
-    D["text"] = S->Text;
-    D["data"] = S->Data;
-    D["ir_instructions"] = S->IRInstructions;
-    return D;
+    return sizesDict(*S);
   }
 
   std::optional<std::string> check(const std::string &Passes) {
@@ -104,7 +111,11 @@ PYBIND11_MODULE(_core, m) {
       .def("measure", &LoadedModule::measure, py::arg("passes"),
            py::arg("codegen") = 0u,
            "Run a pipeline on a copy, generate an object in memory, return "
-           "{'text', 'data', 'ir_instructions'}.")
+           "{'image', 'ram', 'text', 'rodata', 'unwind', 'data', 'bss', 'dynrelocs', "
+           "'ir_instructions'} (cpp/measure.h: Sizes).")
+      .def("drop_unwind_tables", &LoadedModule::dropUnwindTables,
+           "Make the module what -fno-asynchronous-unwind-tables gives (no uwtable).")
+      .def_property_readonly("unwind_tables", &LoadedModule::unwindTables)
       .def("check", &LoadedModule::check, py::arg("passes"),
            "None if the pipeline parses, else the parser's message.")
       .def("content_hash", &LoadedModule::hash)
@@ -118,15 +129,16 @@ PYBIND11_MODULE(_core, m) {
       .def("instruction_count", &LoadedModule::instructionCount)
       .def("ir_text", &LoadedModule::irText)
       .def_property_readonly("source_filename", &LoadedModule::sourceFilename);
-  m.def("object_sizes", [](py::bytes Obj) {
-    auto S = clang_llm::objectSizes(std::string_view(Obj));
+  m.def("object_sizes", [](py::bytes Obj, bool PositionIndependent) {
+    auto S = clang_llm::objectSizes(std::string_view(Obj), PositionIndependent);
     if (!S)
       throw std::invalid_argument(errorText(S.takeError()));
-    py::dict D;
-    D["text"] = S->Text;
-    D["data"] = S->Data;
+    py::dict D = sizesDict(*S);
+    D.attr("pop")("ir_instructions");
     return D;
-  }, "Sizes of an ELF object file's sections, as measure() counts them.");
+  }, py::arg("obj"), py::arg("position_independent") = true,
+  "An ELF object file's sizes as measure() counts them (image, ram, text, rodata, "
+  "unwind, data, bss, dynrelocs); position_independent: linked into a PIE, clang's default.");
   m.attr("OZ_PIPELINE") = clang_llm::ozPipeline();
   m.attr("LLVM_VERSION") = clang_llm::llvmVersion();
 }

@@ -1,6 +1,7 @@
 #include "measure.h"
 #include "clang_llm_generated.h"
 
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Analysis/AliasAnalysis.h"
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/Analysis/TargetTransformInfo.h"
@@ -22,7 +23,11 @@
 #include "llvm/TargetParser/Triple.h"
 #include "llvm/Transforms/Utils/Cloning.h"
 
+#include "llvm/Support/Endian.h"
+
+#include <map>
 #include <mutex>
+#include <tuple>
 
 using namespace llvm;
 
@@ -240,36 +245,187 @@ createClangOzTargetMachine(const Module &M) {
   return std::move(TM);
 }
 
-Expected<Sizes> objectSizes(StringRef ObjectBytes) {
+namespace {
+// An SHF_MERGE section's bytes as the linker lays them out: each distinct piece
+// (a NUL-terminated string of EntSize-wide characters, alignment padding
+// included as empty strings, or an EntSize-byte constant) once, each string
+// piece starting at the section's alignment, as lld lays out its merge
+// sections (no tail merging: lld does that only at -O2).
+struct MergeGroup {
+  uint64_t PieceAlign = 1;
+  StringSet<> Pieces;
+  uint64_t Bytes = 0; // the end of the last piece: pieces start aligned, the last is not padded
+  void add(StringRef Piece) {
+    if (Pieces.insert(Piece).second)
+      Bytes = alignTo(Bytes, PieceAlign) + Piece.size();
+  }
+};
+
+void addMergePieces(MergeGroup &G, StringRef Content, uint64_t EntSize, bool Strings) {
+  EntSize = std::max<uint64_t>(EntSize, 1);
+  if (!Strings) {
+    for (uint64_t I = 0; I + EntSize <= Content.size(); I += EntSize)
+      G.add(Content.substr(I, EntSize));
+    return;
+  }
+  uint64_t Start = 0;
+  for (uint64_t I = 0; I + EntSize <= Content.size(); I += EntSize) {
+    StringRef Unit = Content.substr(I, EntSize);
+    if (Unit.find_first_not_of('\0') != StringRef::npos)
+      continue;
+    G.add(Content.slice(Start, I + EntSize)); // the piece includes its terminator
+    Start = I + EntSize;
+  }
+  if (Start < Content.size()) // an unterminated tail: kept whole
+    G.add(Content.substr(Start));
+}
+
+// .eh_frame's FDEs (length-prefixed records whose CIE pointer is not 0): their
+// bytes plus the .eh_frame_hdr search table entry (two 4-byte fields) each.
+uint64_t unwindBytes(StringRef EH, bool LittleEndian) {
+  uint64_t Bytes = 0;
+  uint64_t Off = 0;
+  auto Read32 = [&](uint64_t At) {
+    return support::endian::read32(EH.data() + At, LittleEndian ? endianness::little : endianness::big);
+  };
+  while (Off + 4 <= EH.size()) {
+    uint64_t Len = Read32(Off);
+    uint64_t Header = 4;
+    if (Len == 0)
+      break; // terminator
+    if (Len == 0xffffffffu) {
+      if (Off + 12 > EH.size())
+        break;
+      Len = support::endian::read64(EH.data() + Off + 4, LittleEndian ? endianness::little : endianness::big);
+      Header = 12;
+    }
+    if (Off + Header + 4 > EH.size() || Len > EH.size() - Off - Header)
+      break;
+    bool IsCIE = Read32(Off + Header) == 0;
+    if (!IsCIE)
+      Bytes += Header + Len + 8;
+    Off += Header + Len;
+  }
+  return Bytes;
+}
+
+// The relocation type that stores an absolute address, which a PIE or shared
+// object turns into a dynamic relocation.
+bool absoluteAddress(uint16_t Machine, uint64_t Type) {
+  switch (Machine) {
+  case ELF::EM_X86_64:
+    return Type == ELF::R_X86_64_64;
+  case ELF::EM_AARCH64:
+    return Type == ELF::R_AARCH64_ABS64;
+  case ELF::EM_RISCV:
+    return Type == ELF::R_RISCV_64;
+  default:
+    return false;
+  }
+}
+constexpr uint64_t DynRelocBytes = 24; // an Elf64_Rela entry
+
+uint64_t entrySize(const object::ELFObjectFileBase &Obj, const object::SectionRef &Sec) {
+  auto Of = [&](const auto *O) -> uint64_t { return O ? uint64_t(O->getSection(Sec.getRawDataRefImpl())->sh_entsize) : 0; };
+  if (auto *O = dyn_cast<object::ELF64LEObjectFile>(&Obj))
+    return Of(O);
+  if (auto *O = dyn_cast<object::ELF64BEObjectFile>(&Obj))
+    return Of(O);
+  if (auto *O = dyn_cast<object::ELF32LEObjectFile>(&Obj))
+    return Of(O);
+  return Of(dyn_cast<object::ELF32BEObjectFile>(&Obj));
+}
+} // namespace
+
+Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
   auto Obj = object::ObjectFile::createObjectFile(
       MemoryBufferRef(ObjectBytes, "<memory>"));
   if (!Obj)
     return Obj.takeError();
+  auto *ELF = dyn_cast<object::ELFObjectFileBase>(Obj->get());
+  if (!ELF)
+    return createStringError(inconvertibleErrorCode(), "not an ELF object file");
   Sizes S;
-  for (const object::SectionRef &Sec : (*Obj)->sections()) {
-    auto *ELF = dyn_cast<object::ELFObjectFileBase>(Obj->get());
-    if (!ELF) {
-      if (Sec.isText())
-        S.Text += Sec.getSize();
-      else if (Sec.isData() || Sec.isBSS())
-        S.Data += Sec.getSize();
+  // Merge groups as lld forms them: by flags and entry size, string sections
+  // also by alignment.
+  std::map<std::tuple<uint64_t, uint64_t, uint64_t>, MergeGroup> Merged;
+  for (const object::SectionRef &Sec : ELF->sections()) {
+    object::ELFSectionRef ES(Sec);
+    uint64_t Flags = ES.getFlags();
+    if (PositionIndependent && ES.getType() == ELF::SHT_RELA) {
+      Expected<object::section_iterator> Target = Sec.getRelocatedSection();
+      if (!Target) {
+        consumeError(Target.takeError());
+        continue;
+      }
+      if (*Target == ELF->section_end() || !(object::ELFSectionRef(**Target).getFlags() & ELF::SHF_ALLOC))
+        continue;
+      for (const object::RelocationRef &R : Sec.relocations())
+        if (absoluteAddress(ELF->getEMachine(), R.getType()))
+          S.DynRelocs += DynRelocBytes;
       continue;
     }
-    uint64_t Flags = object::ELFSectionRef(Sec).getFlags();
     if (!(Flags & ELF::SHF_ALLOC))
       continue;
+    uint64_t Size = Sec.getSize();
+    if (ES.getType() == ELF::SHT_NOBITS) {
+      if (Flags & ELF::SHF_WRITE)
+        S.BSS += Size;
+      continue;
+    }
     if (Flags & ELF::SHF_EXECINSTR) {
-      S.Text += Sec.getSize();
+      S.Text += Size;
+      continue;
+    }
+    if (Flags & ELF::SHF_WRITE) {
+      S.Data += Size;
       continue;
     }
     Expected<StringRef> Name = Sec.getName();
-    if (Name && *Name == ".eh_frame")
-      continue;
     if (!Name)
-      consumeError(Name.takeError());
-    S.Data += Sec.getSize();
+      return Name.takeError();
+    Expected<StringRef> Content = Sec.getContents();
+    if (!Content)
+      return Content.takeError();
+    if (*Name == ".eh_frame" || ES.getType() == ELF::SHT_X86_64_UNWIND) {
+      S.Unwind += unwindBytes(*Content, ELF->isLittleEndian());
+      continue;
+    }
+    if (Flags & ELF::SHF_MERGE) {
+      bool Strings = Flags & ELF::SHF_STRINGS;
+      uint64_t Align = Sec.getAlignment().value();
+      uint64_t EntSize = entrySize(*ELF, Sec);
+      MergeGroup &G = Merged[{Flags, EntSize, Strings ? Align : 0}];
+      G.PieceAlign = Strings ? Align : 1;
+      addMergePieces(G, *Content, EntSize, Strings);
+      continue;
+    }
+    S.ROData += Size;
   }
+  for (auto &KV : Merged)
+    S.ROData += KV.second.Bytes;
   return S;
+}
+
+bool positionIndependent(const Module &M) {
+  return M.getPICLevel() != PICLevel::NotPIC || M.getPIELevel() != PIELevel::Default;
+}
+
+void dropUnwindTables(Module &M) {
+  for (Function &F : M)
+    F.removeFnAttr(Attribute::UWTable);
+  NamedMDNode *Flags = M.getModuleFlagsMetadata();
+  if (!Flags)
+    return;
+  SmallVector<MDNode *, 8> Keep;
+  for (MDNode *Flag : Flags->operands()) {
+    auto *Key = Flag->getNumOperands() > 1 ? dyn_cast<MDString>(Flag->getOperand(1)) : nullptr;
+    if (!Key || Key->getString() != "uwtable")
+      Keep.push_back(Flag);
+  }
+  Flags->clearOperands();
+  for (MDNode *Flag : Keep)
+    Flags->addOperand(Flag);
 }
 
 Expected<Sizes> measure(const Module &M, StringRef Pipeline,
@@ -296,7 +452,7 @@ Expected<Sizes> measure(const Module &M, StringRef Pipeline,
                              "the target cannot emit object files");
   CodeGen.run(*Copy);
 
-  Expected<Sizes> S = objectSizes(StringRef(Buffer.data(), Buffer.size()));
+  Expected<Sizes> S = objectSizes(StringRef(Buffer.data(), Buffer.size()), positionIndependent(M));
   if (S)
     S->IRInstructions = Insts;
   return S;

@@ -75,10 +75,45 @@ struct CodegenKnobs {
   }
 };
 
+// The one size metric: the bytes a module adds to a linked program, as `size`
+// (Berkeley: text + data) counts them after the link, and the RAM it takes.
+// Image bytes are what clang-llm minimises; .text alone is a diagnostic.
+//   Text     executable sections
+//   ROData   other read-only allocated bytes; SHF_MERGE sections counted as the
+//            linker merges them (each distinct string or constant once)
+//   Unwind   .eh_frame FDEs plus the 8-byte .eh_frame_hdr entry the linker adds
+//            for each (CIEs are shared across objects by the linker: left out)
+//   Data     writable allocated bytes that occupy file space (.data, .data.rel.ro,
+//            .init_array, ...)
+//   BSS      zero-initialised bytes (SHT_NOBITS): RAM only
+//   DynRelocs  in a position-independent module, the 24-byte dynamic relocation
+//            (.rela.dyn) each absolute address stored in allocated data costs
+//            at load time
+//   image() = Text + ROData + Unwind + Data + DynRelocs;  ram() = Data + BSS
 struct Sizes {
-  uint64_t Text = 0;           // executable sections (.text and .text.*)
-  uint64_t Data = 0;           // other allocated sections except unwind tables
+  uint64_t Text = 0;
+  uint64_t ROData = 0;
+  uint64_t Unwind = 0;
+  uint64_t Data = 0;
+  uint64_t BSS = 0;
+  uint64_t DynRelocs = 0;
   uint64_t IRInstructions = 0; // after the pipeline, before codegen
+
+  uint64_t image() const { return Text + ROData + Unwind + Data + DynRelocs; }
+  uint64_t ram() const { return Data + BSS; }
+  // Every field by the name Python sees (the same dict from the extension and
+  // the plugin's module handle).
+  template <typename F> void fields(F &&Put) const {
+    Put("image", image());
+    Put("ram", ram());
+    Put("text", Text);
+    Put("rodata", ROData);
+    Put("unwind", Unwind);
+    Put("data", Data);
+    Put("bss", BSS);
+    Put("dynrelocs", DynRelocs);
+    Put("ir_instructions", IRInstructions);
+  }
 };
 
 // Parses Pipeline with a PassBuilder built on TM; no IR is touched.
@@ -132,8 +167,17 @@ llvm::Expected<Sizes> measure(const llvm::Module &M, llvm::StringRef Pipeline,
                               const CodegenKnobs &Knobs,
                               const llvm::TargetMachine &TM);
 
-// Object-code sizes of an in-memory ELF object.
-llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes);
+// Sizes of an in-memory ELF object; PositionIndependent: it will be linked
+// into a PIE or shared object (clang's default), where absolute addresses in
+// data need dynamic relocations.
+llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes, bool PositionIndependent);
+
+// Whether M is compiled position-independent (PIE or PIC module flag).
+bool positionIndependent(const llvm::Module &M);
+
+// What -fno-asynchronous-unwind-tables would have given: M without unwind
+// table requests (the uwtable function attribute and module flag), so no FDEs.
+void dropUnwindTables(llvm::Module &M);
 
 uint64_t countInstructions(const llvm::Module &M);
 

@@ -147,6 +147,9 @@ struct ModuleHandle {
   std::string sourceFilename() const { return M->getSourceFileName(); }
   std::string name() const { return M->getModuleIdentifier(); }
   std::string triple() const { return M->getTargetTriple().str(); }
+  // The user's unwind-table flags as they reach the IR (-fno-asynchronous-unwind-tables
+  // drops the uwtable module flag): they change which candidate is smallest.
+  bool unwindTables() const { return M->getUwtable() != UWTableKind::None; }
   std::string hash() const { return clang_llm::contentHash(*M); }
   uint64_t instructionCount() const { return clang_llm::countInstructions(*M); }
   size_t functionCount() const {
@@ -186,9 +189,7 @@ struct ModuleHandle {
     if (!S)
       throw std::runtime_error(oneLine(toString(S.takeError())));
     py::dict D;
-    D["text"] = S->Text;
-    D["data"] = S->Data;
-    D["ir_instructions"] = S->IRInstructions;
+    S->fields([&](const char *Name, uint64_t V) { D[Name] = V; });
     return D;
   }
   // Runs Passes on the module in a forked child and verifies the result, so a
@@ -369,6 +370,7 @@ PYBIND11_EMBEDDED_MODULE(_clang_llm_plugin, m) {
       .def_property_readonly("source_filename", &ModuleHandle::sourceFilename)
       .def_property_readonly("name", &ModuleHandle::name)
       .def_property_readonly("triple", &ModuleHandle::triple)
+      .def_property_readonly("unwind_tables", &ModuleHandle::unwindTables)
       .def_readonly("route", &ModuleHandle::Route)
       .def("content_hash", &ModuleHandle::hash)
       .def("instruction_count", &ModuleHandle::instructionCount)

@@ -62,7 +62,7 @@ def test_extend_measures_only_new_candidates_where_bitcode_is(monkeypatch):
     pq.write_table(table, path)
     lab = model.load_labels(path)
     b = lab.modules.index("b")
-    assert not lab.measured[b, -1] and lab.measured[b, :-2].all() and np.isnan(lab.text[b, -1])
+    assert not lab.measured[b, -1] and lab.measured[b, :-2].all() and np.isnan(lab.size[b, -1])
     assert lab.scored("train") == [lab.modules.index("a")]
     assert lab.scored("train", list(range(len(older)))) == lab.rows("train")
 

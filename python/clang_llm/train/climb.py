@@ -113,7 +113,7 @@ def sample_modules(lab, split_rows: list[int], seed: int, per_package: int, max_
     rng = random.Random(seed)
     by_pkg: dict[str, list[int]] = {}
     for i in split_rows:
-        if 0 < lab.text[i, 0] <= max_oz_text:
+        if 0 < lab.size[i, 0] <= max_oz_text:
             by_pkg.setdefault(lab.package[i], []).append(i)
     pkgs = sorted(by_pkg)
     rng.shuffle(pkgs)
@@ -304,7 +304,7 @@ def _cmd_climb(args) -> int:
 def summarise(args, start, fit, check, steps, finals, on_fit, on_check, lab) -> dict:
     """Per accepted step: geomean .text against the start on both samples, and
     against -Oz from the label table."""
-    oz = {h: lab.text[i, 0] for i, h in enumerate(lab.modules)}
+    oz = {h: lab.size[i, 0] for i, h in enumerate(lab.modules)}
     package = dict(zip(lab.modules, lab.package))
 
     def vs_oz(mods, sizes):

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from .. import sizes
 from . import data_root
 from .store import Result, Store, StoreError, pipeline_key
 
@@ -79,7 +80,7 @@ class Job:
     """Evaluate the module in ``module_path`` (bitcode or IR, content hash
     ``module_hash``) under ``passes`` with the given code generator knob."""
 
-    module_hash: str
+    module_hash: str  # variant_hash(): the flag set rides on it
     module_path: str | Path
     passes: str
     codegen: int = 0  # pipelines.KNOBS bits
@@ -87,6 +88,19 @@ class Job:
     @property
     def key(self) -> str:
         return pipeline_key(self.passes, self.codegen)
+
+
+def variant_hash(module_hash: str, flag_set: str = "default") -> str:
+    """The store's name for a module measured under a flag set (clang_llm.sizes
+    .FLAG_SETS): the captured module itself for "default", else the hash with
+    the flag set appended, so both live in one store without colliding."""
+    if flag_set not in sizes.FLAG_SETS:
+        raise ValueError(f"unknown flag set {flag_set!r}")
+    return module_hash if flag_set == "default" else f"{module_hash}/{flag_set}"
+
+
+def flag_set_of(module_hash: str) -> str:
+    return module_hash.partition("/")[2] or "default"
 
 
 class Results(dict):
@@ -155,6 +169,8 @@ def _worker_main(fd: int) -> None:
             try:
                 with open(path, "rb") as f:
                     module = _core.LoadedModule(f.read(), str(path))
+                if flag_set_of(module_hash) == "no-unwind":
+                    module.drop_unwind_tables()
             except Exception as e:  # unreadable file or bitcode: nothing to do with the pipelines
                 conn.send(("load_error", f"cannot load module {path}: {type(e).__name__}: {e}"))
                 continue
@@ -168,10 +184,10 @@ def _worker_main(fd: int) -> None:
             t0 = time.perf_counter()
             try:
                 s = module.measure(passes, codegen)
-                sizes, error = (s["text"], s["data"], s["ir_instructions"]), None
+                r = Result.measured(s, time.perf_counter() - t0)
             except Exception as e:  # a pipeline that does not parse or fails in LLVM
-                sizes, error = (None, None, None), f"{type(e).__name__}: {e}"
-            conn.send(("result", key, *sizes, error, time.perf_counter() - t0, _stderr_pos()))
+                r = Result.failure(f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+            conn.send(("result", key, tuple(getattr(r, f) for f in Result.__slots__), _stderr_pos()))
 
 
 # --- parent side: a pool that survives its workers ---------------------------------
@@ -383,10 +399,10 @@ class WorkerPool:
         if b is None:
             raise RuntimeError(f"evaluation worker sent {kind!r} with no batch assigned")
         if kind == "result":
-            key, text, data, ir, error, secs, pos = msg[1:]
+            key, fields, pos = msg[1:]
             if key != b.items[w.done][0]:
                 raise RuntimeError(f"evaluation worker answered {key}, expected {b.items[w.done][0]}")
-            on_result(b.module_hash, key, Result(text, data, ir, error, secs), True)
+            on_result(b.module_hash, key, Result(*fields), True)
             w.done += 1
             w.since = time.monotonic()
             if pos is not None:
@@ -532,7 +548,7 @@ def _ray_evaluate(module_hash: str, module: bytes, items: list, timeout: float) 
         out: list[tuple] = []
         _ray_pool.run([_Batch(module_hash, path, items)],
                       lambda _h, key, r, persist: out.append(
-                          (key, r.text, r.data, r.ir_instructions, r.error, r.seconds, persist)))
+                          (key, tuple(getattr(r, f) for f in Result.__slots__), persist)))
         return out
     finally:
         os.unlink(path)
@@ -582,8 +598,8 @@ def _run_ray(by_module: dict[str, tuple[str, list]], workers: int, timeout: floa
                     for key, _, _ in b.items:
                         on_result(b.module_hash, key, Result.failure(why), False)
                     continue
-                for key, text, data, ir, error, secs, persist in out:
-                    on_result(b.module_hash, key, Result(text, data, ir, error, secs), persist)
+                for key, fields, persist in out:
+                    on_result(b.module_hash, key, Result(*fields), persist)
     finally:
         for ref in pending:
             ray.cancel(ref)

@@ -1,10 +1,12 @@
-"""The label table: .text of every corpus module under every shipped candidate.
+"""The label table: the size of every corpus module under every shipped candidate.
 
     clang-llm-data labels --splits train validation test [--sample 1000 400 400] [--out FILE]
 
-One row per (module, candidate): module hash, package, split, candidate name,
-.text / data bytes, IR instructions after the pipeline, and the error text when
-the evaluation failed. Written as parquet (columnar, compressed: small enough
+One row per (module, flag set, candidate): module hash, package, split, flag
+set (clang_llm.sizes.FLAG_SETS: "default", the module as captured, unwind tables
+on; "no-unwind", as -fno-asynchronous-unwind-tables gives it), candidate name,
+the image bytes (the objective), RAM, .text, unwind and data bytes, IR
+instructions after the pipeline, and the error text when the evaluation failed. Written as parquet (columnar, compressed: small enough
 to commit for a few thousand modules). The candidate set is
 clang_llm.pipelines.candidates(), so the table and the runtime agree on what a
 candidate is; the candidate-set hash is stored in the file's metadata and the
@@ -23,28 +25,36 @@ from . import committed_dir, data_root
 from .search import add_eval_options
 
 
-def build(modules: list[dict], store, args, cands=None) -> "pyarrow.Table":  # noqa: F821
-    """The rows of modules x cands (default: every shipped candidate)."""
+COLUMNS = ("module", "package", "split", "flags", "candidate", "image", "ram", "text", "unwind", "data",
+           "ir_instructions", "error")
+
+
+def build(modules: list[dict], store, args, cands=None, flag_sets=None) -> "pyarrow.Table":  # noqa: F821
+    """The rows of modules x flag sets x cands (default: every shipped candidate,
+    both flag sets)."""
     import pyarrow as pa
 
-    from .. import pipelines
+    from .. import pipelines, sizes
     from . import evaluate
     from .store import pipeline_key
 
     cands = pipelines.candidates() if cands is None else cands
-    jobs = [evaluate.Job(m["hash"], str(m["path"]), c.passes, c.codegen) for m in modules for c in cands]
+    flag_sets = list(sizes.FLAG_SETS) if flag_sets is None else flag_sets
+    jobs = [evaluate.Job(evaluate.variant_hash(m["hash"], f), str(m["path"]), c.passes, c.codegen)
+            for m in modules for f in flag_sets for c in cands]
     res = evaluate.run(jobs, store, backend=args.backend, workers=args.workers, timeout=args.timeout,
                        address=args.address, progress=not args.quiet, desc="labels")
-    cols: dict[str, list] = {k: [] for k in ("module", "package", "split", "candidate", "text", "data",
-                                              "ir_instructions", "error")}
+    cols: dict[str, list] = {k: [] for k in COLUMNS}
     for m in modules:
-        for c in cands:
-            r = res[(m["hash"], pipeline_key(c.passes, c.codegen))]
-            for k, v in (("module", m["hash"]), ("package", m.get("package", "")), ("split", m.get("split", "")),
-                         ("candidate", c.name), ("text", r.text), ("data", r.data),
-                         ("ir_instructions", r.ir_instructions), ("error", r.error)):
-                cols[k].append(v)
-    return _stamped(pa.table(cols))
+        for f in flag_sets:
+            for c in cands:
+                r = res[(evaluate.variant_hash(m["hash"], f), pipeline_key(c.passes, c.codegen))]
+                for k, v in (("module", m["hash"]), ("package", m.get("package", "")),
+                             ("split", m.get("split", "")), ("flags", f), ("candidate", c.name),
+                             ("image", r.image), ("ram", r.ram), ("text", r.text), ("unwind", r.unwind),
+                             ("data", r.data), ("ir_instructions", r.ir_instructions), ("error", r.error)):
+                    cols[k].append(v)
+    return _stamped(pa.table(cols), flag_sets=json.dumps(flag_sets))
 
 
 def _stamped(table, **extra):
@@ -149,8 +159,14 @@ def _cmd_labels(args) -> int:
     if not modules:
         print("clang-llm-data labels: no modules; build the corpus first", file=sys.stderr)
         return 2
+    cands = None
+    if args.candidates:
+        from .. import pipelines
+
+        cands = [c for c in pipelines.candidates() if c.name == "oz" or c.name in args.candidates
+                 or (args.candidates == ["validated"] and c.validated)]
     with Store(args.store or data_root() / "results.sqlite") as store:
-        table = build(modules, store, args)
+        table = build(modules, store, args, cands, args.flag_sets)
     out = args.out or committed_dir() / "labels.parquet"
     pq.write_table(table, out, compression="zstd")
     failed = sum(1 for e in table.column("error").to_pylist() if e)
@@ -198,7 +214,13 @@ def add_evaluation_options(p, out: Path) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("labels", help="the .text of every module under every candidate, as parquet")
+    from .. import sizes
+
+    p = sub.add_parser("labels", help="the size of every module under every candidate, as parquet")
+    p.add_argument("--flag-sets", nargs="+", choices=list(sizes.FLAG_SETS), default=list(sizes.FLAG_SETS),
+                   help="measure the modules as captured (default) and/or without unwind tables")
+    p.add_argument("--candidates", nargs="+", metavar="NAME",
+                   help="only these candidates (and -Oz); 'validated': every validated one (default: all)")
     p.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
     p.add_argument("--max-instructions", type=int, default=10**9)
     p.add_argument("--sample", type=int, nargs="+", metavar="N",

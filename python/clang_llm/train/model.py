@@ -4,11 +4,11 @@
 
 One command does everything, resumably, under WORK (default DATA/model):
 
-1. reads the label table (clang_llm.train.labels: .text of every module under
-   every candidate, refused if made for another candidate set) and turns it into
-   targets y[m, c] = log((text_c + 1) / (text_oz + 1)): the model predicts, for
-   every candidate, the module's .text relative to -Oz, so the policy can rank
-   candidates and say how many bytes it expects to save;
+1. reads the label table (clang_llm.train.labels: the image size, clang_llm.sizes,
+   of every module under every candidate, refused if made for another candidate
+   set) and turns it into targets y[m, c] = log((size_c + 1) / (size_oz + 1)): the
+   model predicts, for every candidate, the module's image bytes relative to -Oz,
+   so the policy can rank candidates and say how many bytes it expects to save;
 2. trains the BPE tokenizer on the TRAINING split's normalised function texts
    (clang_llm.ir.chunk_texts: exactly what the model will encode) ->
    WORK/tokenizer.json;
@@ -65,11 +65,35 @@ class Labels:
     package: list[str]
     split: list[str]
     candidates: list[str]        # in clang_llm.pipelines.candidates() order; "oz" first
-    text: "np.ndarray"           # noqa: F821  [M, K] float64, NaN where the evaluation failed or was not made
+    # [M, K] float64 image bytes (clang_llm.sizes.OBJECTIVE; .text in tables made
+    # before the image metric), NaN where the evaluation failed or was not made
+    size: "np.ndarray"           # noqa: F821
     source: str = ""             # where the table came from (for reports)
     # [M, K] bool: the table has the evaluation (failed or not); None: all made.
     # A candidate added to an extended table lacks rows where no bitcode was at hand.
     measured: "np.ndarray | None" = None  # noqa: F821
+    # [M, K] RAM bytes (data + bss), None in tables made before the image metric.
+    ram: "np.ndarray | None" = None  # noqa: F821
+
+    def verify_size(self) -> "np.ndarray":  # noqa: F821
+        """size as verify mode can get it: a candidate that needs more RAM than
+        -Oz on a module is never taken there (clang_llm.sizes.acceptable), so it
+        counts as -Oz."""
+        import numpy as np
+
+        if self.ram is None:
+            return self.size
+        grows = np.nan_to_num(self.ram, nan=0.0) > self.ram[:, :1]
+        return np.where(grows, self.size[:, :1], self.size)
+
+    def ram_growth(self, rows: list[int]) -> "np.ndarray":  # noqa: F821
+        """[K] how many of rows each candidate gives more RAM than -Oz."""
+        import numpy as np
+
+        if self.ram is None:
+            return np.zeros(len(self.candidates), dtype=int)
+        r = self.ram[rows]
+        return (np.nan_to_num(r, nan=0.0) > r[:, :1]).sum(axis=0)
 
     def rows(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.split) if s == split]
@@ -87,21 +111,30 @@ class Labels:
 
     def subset(self, keep: list[int]) -> "Labels":
         return Labels([self.modules[i] for i in keep], [self.package[i] for i in keep],
-                      [self.split[i] for i in keep], self.candidates, self.text[keep], self.source,
-                      None if self.measured is None else self.measured[keep])
+                      [self.split[i] for i in keep], self.candidates, self.size[keep], self.source,
+                      None if self.measured is None else self.measured[keep],
+                      None if self.ram is None else self.ram[keep])
 
     def with_split(self, split: list[str]) -> "Labels":
-        return Labels(self.modules, self.package, split, self.candidates, self.text, self.source, self.measured)
+        return Labels(self.modules, self.package, split, self.candidates, self.size, self.source, self.measured, self.ram)
 
 
-def load_labels(path: Path | None) -> Labels:
+def load_labels(path: Path | None, flags: str = "default") -> Labels:
+    """The label table's rows of one flag set (clang_llm.sizes.FLAG_SETS) as
+    [module, candidate] matrices of the objective and RAM."""
     import numpy as np
 
-    from .. import pipelines
+    from .. import pipelines, sizes
     from . import labels
 
     table = labels.read(path)
     cols = table.to_pydict()
+    if "flags" in cols:
+        keep_rows = [i for i, f in enumerate(cols["flags"]) if f == flags]
+        cols = {k: [v[i] for i in keep_rows] for k, v in cols.items()}
+    elif flags != "default":
+        raise ValueError(f"the label table has no {flags!r} rows (made before flag sets)")
+    objective = sizes.OBJECTIVE if sizes.OBJECTIVE in cols else "text"
     names = [c.name for c in pipelines.candidates()]
     col = {n: j for j, n in enumerate(names)}
     index: dict[str, int] = {}
@@ -112,17 +145,20 @@ def load_labels(path: Path | None) -> Labels:
             package.append(p)
             split.append(s)
     text = np.full((len(index), len(names)), np.nan)
+    ram = np.full(text.shape, np.nan) if sizes.RAM in cols else None
     measured = np.zeros(text.shape, dtype=bool)
-    for h, c, t, err in zip(cols["module"], cols["candidate"], cols["text"], cols["error"]):
+    for i, (h, c, t, err) in enumerate(zip(cols["module"], cols["candidate"], cols[objective], cols["error"])):
         if c in col:
             measured[index[h], col[c]] = True
             if not err and t is not None:
                 text[index[h], col[c]] = t
+                if ram is not None:
+                    ram[index[h], col[c]] = cols[sizes.RAM][i]
     keep = ~np.isnan(text[:, 0])  # a module without an -Oz size has nothing to compare with
     mods = [h for h, k in zip(index, keep) if k]
     return Labels(mods, [p for p, k in zip(package, keep) if k], [s for s, k in zip(split, keep) if k],
                   names, text[keep], str(path or committed_dir() / "labels.parquet"),
-                  None if measured[keep].all() else measured[keep])
+                  None if measured[keep].all() else measured[keep], None if ram is None else ram[keep])
 
 
 def targets(text):
@@ -141,7 +177,7 @@ def fixed_ranking(lab: Labels, only: list[str] | None = None) -> tuple[list[int]
     import numpy as np
 
     considered = [j for j, n in enumerate(lab.candidates) if only is None or n in only]
-    t = lab.text[lab.rows("train")]
+    t = lab.size[lab.rows("train")]
     use = (t[:, 0] > 0) & ~np.isnan(t[:, considered]).any(axis=1)
     ratio = np.exp(targets(t[use])[:, considered].mean(axis=0)) if use.any() else np.ones(len(considered))
     score = {lab.candidates[j]: float(r) for j, r in zip(considered, ratio)}
@@ -163,7 +199,7 @@ def coverage_order(lab: Labels, only: list[str] | None = None) -> tuple[list[int
     from .. import ranker
 
     considered = [j for j, n in enumerate(lab.candidates) if j != 0 and (only is None or n in only)]
-    t = lab.text[lab.scored("train", considered)]
+    t = lab.verify_size()[lab.scored("train", considered)]
     t = t[t[:, 0] > 0]
     gain = np.minimum(np.nan_to_num(targets(t), nan=0.0), 0.0)
     order, after = ranker.greedy_cover(gain, considered)
@@ -669,7 +705,7 @@ def fit(variant: str, data: dict, lab: Labels, vocab: int, cfg: TrainConfig, wor
             if not quiet:
                 print(f"{variant}: resuming after epoch {start}", file=sys.stderr)
     # Per-module weight: modules without code teach nothing about ranking.
-    w_all = np.where(lab.text[:, 0] > 0, 1.0, 0.1).astype(np.float32)
+    w_all = np.where(lab.size[:, 0] > 0, 1.0, 0.1).astype(np.float32)
     yt = np.nan_to_num(y * SCALE).astype(np.float32)
     for epoch in range(start, cfg.epochs):
         net.train()
@@ -691,7 +727,7 @@ def fit(variant: str, data: dict, lab: Labels, vocab: int, cfg: TrainConfig, wor
             bar.update(len(g))
         bar.close()
         pv = _predict(net, val, data)[val]
-        val_score = score(lab.text[val], choose_sizes(lab.text[val], order_from_predictions(pv)))
+        val_score = score(lab.size[val], choose_sizes(lab.size[val], order_from_predictions(pv)))
         history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_geomean": val_score["geomean_ratio"],
                         "val_total_reduction": val_score["total_reduction"]})
         if not quiet:
@@ -749,7 +785,7 @@ def residual_pool(fit_predict, data: dict, lab: Labels, seed: int, quiet: bool):
         oof[held] = fit_predict(flab, f)[held]
         held_out[held] = True
     complete = np.ones(len(y), dtype=bool) if lab.measured is None else lab.measured.all(axis=1)
-    rows = np.flatnonzero(held_out & complete & (lab.text[:, 0] > 0))
+    rows = np.flatnonzero(held_out & complete & (lab.size[:, 0] > 0))
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(RESIDUAL_POOL, len(rows)), replace=False))
     pool = (y[pick] - oof[pick]).astype(np.float32)
     pool[:, 0] = 0.0
@@ -979,7 +1015,7 @@ def prepare(args) -> tuple[Labels, dict, int, str]:
         tok = train_tokenizer(lab, args.modules, tok_path, args.vocab, args.quiet)
         tok, tok_hash = ir.load_tokenizer(str(tok_path))
     encoded = encode_all(lab, args.modules, tok, tok_hash, work / "encoded.pkl", args.quiet)
-    y = targets(lab.text)
+    y = targets(lab.size)
     enc = [encoded[h][0] for h in lab.modules]
     tokens, n_chunks, longest = pack(enc)
     data = {
@@ -1013,7 +1049,7 @@ def prepare_token_free(lab: Labels, args) -> tuple[Labels, dict, int, str]:
         keep = [i for i, v in enumerate(vecs) if v is not None]
         print(f"clang-llm-data train: leaving out {len(missing)} labelled modules without features", file=sys.stderr)
         lab, vecs = lab.subset(keep), [vecs[i] for i in keep]
-    y = targets(lab.text)
+    y = targets(lab.size)
     m = len(lab.modules)
     data = {
         "enc": None,
@@ -1058,7 +1094,7 @@ def run(args) -> dict:
     # Scores only on modules every candidate was measured on (all of them unless
     # the table was extended on a partly rebuilt corpus); training uses every row.
     train, val = lab.scored("train"), lab.scored("validation")
-    text = lab.text
+    text = lab.size
     report: dict = {
         "labels": lab.source,
         "modules": {s: len(lab.rows(s)) for s in ("train", "validation", "test")},

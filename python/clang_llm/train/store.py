@@ -7,8 +7,9 @@ a second reader may read it while it grows.
 
     with Store(path) as st:
         key = st.add_pipeline(passes, codegen=0)
-        st.put(module_hash, key, Result(text=120, data=8, ir_instructions=40, error=None, seconds=0.1))
-        st.get(module_hash, key).text
+        st.put(module_hash, key, Result(text=120, data=8, ir_instructions=40, error=None, seconds=0.1,
+                                        image=200, ram=8, unwind=72))
+        st.get(module_hash, key).size
 
 A pipeline is named by ``pipeline_key(passes, codegen)`` everywhere in
 the data engine (search logs, labels, selection); its text, often 5 KB, is kept
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-SCHEMA_VERSION = 1
+# 2: the image metric (clang_llm.sizes): image, ram and unwind bytes besides .text
+SCHEMA_VERSION = 2
 
 
 def pipeline_key(passes: str, codegen: int = 0) -> str:
@@ -37,14 +39,23 @@ def pipeline_key(passes: str, codegen: int = 0) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """One evaluation: sizes in bytes (``text`` is the objective), or the reason
-    it failed. ``seconds`` is the time the evaluation took, failed or not."""
+    """One evaluation: sizes in bytes (clang_llm.sizes: ``image`` is the
+    objective, ``size``; ``ram`` must not grow), or the reason it failed.
+    ``seconds`` is the time the evaluation took, failed or not."""
 
     text: int | None
     data: int | None
     ir_instructions: int | None
     error: str | None
     seconds: float
+    image: int | None = None
+    ram: int | None = None
+    unwind: int | None = None
+
+    @property
+    def size(self) -> int | None:
+        """The objective: the bytes the module adds to the linked program."""
+        return self.image
 
     @property
     def ok(self) -> bool:
@@ -53,6 +64,12 @@ class Result:
     @classmethod
     def failure(cls, error: str, seconds: float = 0.0) -> Result:
         return cls(None, None, None, error, seconds)
+
+    @classmethod
+    def measured(cls, sizes: dict, seconds: float) -> Result:
+        """From a measure() dict (cpp/measure.h: Sizes)."""
+        return cls(sizes["text"], sizes["data"], sizes["ir_instructions"], None, seconds,
+                   sizes["image"], sizes["ram"], sizes["unwind"])
 
 
 class Pipeline(NamedTuple):
@@ -70,6 +87,9 @@ class Row(NamedTuple):
     ir_instructions: int | None
     error: str | None
     seconds: float
+    image: int | None
+    ram: int | None
+    unwind: int | None
 
 
 _SCHEMA = """
@@ -85,6 +105,9 @@ CREATE TABLE IF NOT EXISTS results (
     text INTEGER,
     data INTEGER,
     ir_instructions INTEGER,
+    image INTEGER,
+    ram INTEGER,
+    unwind INTEGER,
     error TEXT,
     seconds REAL NOT NULL,
     created REAL NOT NULL,
@@ -174,14 +197,15 @@ class Store:
 
     def get(self, module_hash: str, key: str) -> Result | None:
         row = self._db.execute(
-            "SELECT text, data, ir_instructions, error, seconds FROM results "
+            "SELECT text, data, ir_instructions, error, seconds, image, ram, unwind FROM results "
             "WHERE module_hash = ? AND key = ?", (module_hash, key)).fetchone()
         return Result(*row) if row else None
 
     def get_many(self, module_hash: str) -> dict[str, Result]:
         """Every stored result of one module, by pipeline key."""
         cur = self._db.execute(
-            "SELECT key, text, data, ir_instructions, error, seconds FROM results WHERE module_hash = ?",
+            "SELECT key, text, data, ir_instructions, error, seconds, image, ram, unwind FROM results "
+            "WHERE module_hash = ?",
             (module_hash,))
         return {k: Result(*rest) for k, *rest in cur}
 
@@ -195,13 +219,14 @@ class Store:
         for h, k, r in rows:
             if (r.text is None) == (r.error is None):
                 raise ValueError(f"result for ({h}, {k}) must have either sizes or an error")
-            values.append((h, k, r.text, r.data, r.ir_instructions, r.error, float(r.seconds), now))
+            values.append((h, k, r.text, r.data, r.ir_instructions, r.image, r.ram, r.unwind, r.error,
+                           float(r.seconds), now))
         try:
             with self._transaction():
                 self._db.executemany(
                     "INSERT OR REPLACE INTO results "
-                    "(module_hash, key, text, data, ir_instructions, error, seconds, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                    "(module_hash, key, text, data, ir_instructions, image, ram, unwind, error, seconds, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
         except sqlite3.IntegrityError as e:
             unknown = sorted({v[1] for v in values} - set(self.pipelines()))
             if unknown:
@@ -233,7 +258,7 @@ class Store:
         if keys is not None:
             where.append("key IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(list(keys)))
-        sql = "SELECT module_hash, key, text, data, ir_instructions, error, seconds FROM results"
+        sql = "SELECT module_hash, key, text, data, ir_instructions, error, seconds, image, ram, unwind FROM results"
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [Row(*r) for r in self._db.execute(sql + " ORDER BY module_hash, key", args)]
