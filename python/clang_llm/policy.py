@@ -19,6 +19,12 @@ Configuration (environment, so the same settings reach opt and clang):
   CLANG_LLM_MODE       "verify" to measure the top-k (the driver sets it for -Oz-llm=verify)
   CLANG_LLM_VERIFY_K   how many ranked candidates verify mode measures (default 4)
   CLANG_LLM_LOG        append one JSON line per module to this file
+  CLANG_LLM_POLICY_TIMEOUT  seconds the `onnx` or a .py back end may take to rank one
+                       module before clang's -Oz pipeline is used instead (default 10;
+                       0: no limit). Those back ends run in a forked child process, so
+                       a crash or hang in them costs a fallback, not the build
+  CLANG_LLM_POLICY_ISOLATE  0: run them in the compiler process instead (no time limit;
+                       a crash takes the compiler with it): for debugging a policy
   CLANG_LLM_STRICT     1: any fallback is an error (tests use it)
   CLANG_LLM_CAPTURE    an absolute directory: save every module as it reaches the
                        policy (unoptimised) as <content_hash>.bc + .json (data engine)
@@ -35,6 +41,7 @@ from . import pipelines
 
 DEFAULT_BACKEND = "best-fixed"
 DEFAULT_VERIFY_K = 4
+LOG_PREDICTIONS = 5
 
 
 class PolicyError(Exception):
@@ -53,7 +60,9 @@ class Decision:
         self.name = name
         self.fallback = fallback
         self.measured = measured or {}
-        # {candidate: predicted text / -Oz text}, from a back end that predicts sizes.
+        # {candidate: predicted text / -Oz text}, from a back end that predicts
+        # sizes: the top LOG_PREDICTIONS of its ranking and the candidates chosen
+        # or measured.
         self.predicted: dict | None = None
         # What the back end says about its ranking (the model: a module outside its
         # training range), for the decision log.
@@ -126,18 +135,22 @@ def _by_name_or_none(text: str) -> pipelines.Candidate | None:
 
 def _from_file(path: str):
     """A user policy: a Python file defining choose(module) -> str | list[str] of
-    pipelines or candidate names, best first."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("clang_llm_user_policy", path)
-    if spec is None or spec.loader is None:
-        raise PolicyError(f"cannot load policy file {path}")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    pipelines or candidate names, best first. The file is loaded when the back end
+    runs, so that loading it is isolated with the rest (it may crash or hang too)."""
 
     def backend(module):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("clang_llm_user_policy", path)
+        if spec is None or spec.loader is None:
+            raise PolicyError(f"cannot load policy file {path}")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
         out = mod.choose(module)
         items = [out] if isinstance(out, str) else list(out)
+        if not all(isinstance(p, str) for p in items):
+            raise PolicyError(f"choose() in {path} must return a pipeline or candidate name or a list of "
+                              f"them, not {type(out).__name__} of {', '.join(sorted({type(p).__name__ for p in items}))}")
         return [_by_name_or_none(p) or pipelines.find(p, False) or pipelines.Candidate("custom", p)
                 for p in items]
 
@@ -189,6 +202,266 @@ def _backend(name: str):
     if name.endswith(".py"):
         return _from_file(name)
     raise PolicyError(f"unknown policy back end {name!r} (expected one of {', '.join(BACKENDS)} or a .py file)")
+
+
+# --- running a back end where it cannot take the compiler down ---------------
+
+TIMEOUT_VAR = "CLANG_LLM_POLICY_TIMEOUT"
+ISOLATE_VAR = "CLANG_LLM_POLICY_ISOLATE"
+DEFAULT_TIMEOUT = 10.0
+# Signals whose handlers in a compiler process (LLVM's) print a crash report,
+# write reproducers or delete the compiler's output files. A child shares those
+# files, so it must die of these signals plainly, not through those handlers.
+_CHILD_DEFAULT_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGTRAP", "SIGSYS", "SIGQUIT",
+                          "SIGXCPU", "SIGXFSZ", "SIGHUP", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGPIPE",
+                          "SIGALRM")
+
+
+def _timeout() -> float | None:
+    text = os.environ.get(TIMEOUT_VAR, "")
+    try:
+        seconds = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        raise PolicyError(f"{TIMEOUT_VAR} must be a number of seconds, not {text!r}") from None
+    if seconds != seconds:
+        raise PolicyError(f"{TIMEOUT_VAR} must be a number of seconds, not {text!r}")
+    return seconds if seconds > 0 else None
+
+
+def _rank(name: str, module):
+    """The back end's ranking. The built-in module-independent back ends are this
+    package's own code and run here; every other one (the model: onnxruntime and
+    a tokenizer are native code; a user's file: anything) runs in a forked child."""
+    backend = _backend(name)
+    if name in MODULE_INDEPENDENT or os.environ.get(ISOLATE_VAR, "") == "0":
+        return backend(module)
+    return _rank_in_child(name, backend, module)
+
+
+def _encode_candidate(c: pipelines.Candidate):
+    known = _by_name_or_none(c.name)
+    return c.name if known == c else {"name": c.name, "passes": c.passes, "codegen": c.codegen}
+
+
+def _decode_candidate(x) -> pipelines.Candidate:
+    if isinstance(x, str):
+        return pipelines.by_name(x)
+    # Never validated, whatever the child said: the parent trial-runs it first.
+    return pipelines.Candidate(str(x["name"]), str(x["passes"]), int(x["codegen"]))
+
+
+def _encode_ranking(ranked) -> dict:
+    verify = getattr(ranked, "verify", None)
+    return {"ranked": [_encode_candidate(c) for c in ranked],
+            "predicted": getattr(ranked, "predicted", None),
+            "verify": None if verify is None else [_encode_candidate(c) for c in verify],
+            "note": getattr(ranked, "note", None)}
+
+
+def _decode_ranking(got: dict) -> "Ranking":
+    out = Ranking(_decode_candidate(x) for x in got["ranked"])
+    if got.get("predicted") is not None:
+        out.predicted = {str(k): float(v) for k, v in got["predicted"].items()}
+    if got.get("verify") is not None:
+        out.verify = [_decode_candidate(x) for x in got["verify"]]
+    out.note = got.get("note")
+    return out
+
+
+def _quiet_child(write_fd: int) -> None:
+    """Make this forked child die quietly and alone: no LLVM crash report or
+    reproducer, no core file, no cleanup of the parent's output files on a crash
+    or an LLVM fatal error, and no life beyond the compiler's."""
+    import signal
+
+    for name in _CHILD_DEFAULT_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, OSError, ValueError):
+        pass
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no core through a core_pattern pipe either
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG SIGKILL: a hung child dies with its compiler
+    except AttributeError:
+        pass
+    # LLVM's fatal error handler in clang runs the interrupt handlers (deleting
+    # the output files the parent still writes) and exits; in the child, report
+    # the error to the parent and leave at once instead.
+    try:
+        reset, install = libc.LLVMResetFatalErrorHandler, libc.LLVMInstallFatalErrorHandler
+    except AttributeError:
+        return  # no LLVM in this process (unit tests with a fake module)
+
+    def fatal(reason):
+        msg = (reason or b"").decode("utf-8", "replace")
+        _child_reply(write_fd, {"error": "LLVM ERROR: " + " ".join(msg.split())})
+        os._exit(3)
+
+    global _fatal_handler
+    _fatal_handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p)(fatal)
+    reset()
+    install(_fatal_handler)
+
+
+_fatal_handler = None
+
+
+def _child_reply(fd: int, payload: dict) -> None:
+    import json
+
+    data = json.dumps(payload, allow_nan=False).encode() + b"\n"
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _rank_in_child(name: str, backend, module) -> "Ranking":
+    """backend(module) in a forked child; its ranking comes back over a pipe as
+    JSON (candidate names, or passes for ones not in the set). The measuring and
+    trial runs that turn a ranking into a decision stay in this process: they are
+    clang-llm's own, and the child's answer is only a ranking."""
+    timeout = _timeout()
+    _reap_finished()
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            _quiet_child(write_fd)
+            try:
+                ranked = backend(module)
+                _check_finite(getattr(ranked, "predicted", None))
+                payload = {"ranking": _encode_ranking(ranked)}
+            except PolicyError as e:
+                payload = {"error": str(e)}
+            except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
+                payload = {"error": f"{type(e).__name__}: {e}"}
+            try:
+                _child_reply(write_fd, payload)
+            except (TypeError, ValueError) as e:
+                _child_reply(write_fd, {"error": f"unusable ranking: {e}"})
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(0)
+    os.close(write_fd)
+    # Imported here, not before the fork: json costs a few ms (it imports re),
+    # which this process now spends while the child works.
+    import json
+
+    try:
+        data, status = _await_child(pid, read_fd, timeout)
+    finally:
+        os.close(read_fd)
+    line = data.split(b"\n", 1)[0]
+    if status is None:
+        raise PolicyError(f"policy {name} gave no ranking within {timeout:g} s ({TIMEOUT_VAR})")
+    if not line:
+        if os.WIFSIGNALED(status):
+            import signal
+
+            sig = os.WTERMSIG(status)
+            try:
+                signame = signal.Signals(sig).name
+            except ValueError:
+                signame = f"signal {sig}"
+            raise PolicyError(f"policy {name} crashed ({signame})")
+        raise PolicyError(f"policy {name} exited with status {os.waitstatus_to_exitcode(status)} "
+                          "without a ranking")
+    try:
+        got = json.loads(line)
+        if "error" in got:
+            raise PolicyError(" ".join(str(got["error"]).split()))
+        ranked = _decode_ranking(got["ranking"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise PolicyError(f"policy {name} gave an unreadable ranking: {type(e).__name__}: {e}") from None
+    return ranked
+
+
+# Children that answered but had not yet exited: waiting for a large process to
+# tear down its address space would put that on the compile's critical path.
+_unreaped: list[int] = []
+
+
+def _reap_finished() -> None:
+    for pid in list(_unreaped):
+        if _reap(pid, os.WNOHANG)[0]:
+            _unreaped.remove(pid)
+
+
+def _await_child(pid: int, fd: int, timeout: float | None) -> tuple[bytes, int | None]:
+    """The child's reply (up to its first newline) and its wait status (0 if it
+    answered and is still exiting); status None: it ran past the time limit and
+    was killed."""
+    import select
+    import signal
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data, eof = b"", False
+    while b"\n" not in data and not eof:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid, 0)
+            return data, None
+        # Short waits: a grandchild (a trial run) may hold the pipe open after
+        # the child died, so the child's exit is checked between them.
+        if poller.poll(100 if left is None else max(1, min(100, int(left * 1000)))):
+            chunk = os.read(fd, 65536)
+            data, eof = data + chunk, not chunk
+            continue
+        done, status = _reap(pid, os.WNOHANG)
+        if done:
+            while poller.poll(0):  # what it wrote before it died
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data, status
+    if b"\n" in data:
+        # A full reply: the child is in os._exit; reap it later if not yet gone.
+        if not _reap(pid, os.WNOHANG)[0]:
+            _unreaped.append(pid)
+        return data, 0
+    return data, _reap(pid, 0)[1]
+
+
+def _reap(pid: int, flags: int) -> tuple[int, int]:
+    try:
+        return os.waitpid(pid, flags)
+    except ChildProcessError:
+        # SIGCHLD ignored (inherited from the build tool): the kernel reaped it,
+        # and its status is lost; only the reply tells how it went.
+        return pid, 0
+
+
+def _check_finite(predicted: dict | None) -> None:
+    """A prediction that is NaN or infinite means the model is broken for this
+    module; ranking by it would be arbitrary, so it is a failure, not a choice."""
+    import math
+
+    if not predicted:
+        return
+    bad = [k for k, v in predicted.items() if not math.isfinite(v)]
+    if bad:
+        raise PolicyError(f"the model predicted non-finite sizes for {len(bad)} candidates "
+                          f"(e.g. {bad[0]}: {predicted[bad[0]]})")
 
 
 # --- turning a ranking into a decision ---------------------------------------
@@ -249,7 +522,7 @@ def _decide_verify(module, ranked, k: int) -> Decision:
 
 def decide(module) -> Decision:
     name = backend_name()
-    ranked = _backend(name)(module)
+    ranked = _rank(name, module)
     if not ranked:
         raise PolicyError(f"back end {name} returned no pipeline")
     if verify_mode():
@@ -260,7 +533,13 @@ def decide(module) -> Decision:
         decision = _decide_verify(module, ranked, max(k, 1))
     else:
         decision = _decide_top1(module, ranked)
-    decision.predicted = getattr(ranked, "predicted", None)
+    predicted = getattr(ranked, "predicted", None)
+    _check_finite(predicted)
+    if predicted:
+        # The log line per module stays short: the top of the ranking, and
+        # whatever was chosen or measured, not all ~100 candidates.
+        keep = [c.name for c in ranked[:LOG_PREDICTIONS]] + [decision.name, *decision.measured]
+        decision.predicted = {n: predicted[n] for n in dict.fromkeys(keep) if n in predicted}
     decision.note = getattr(ranked, "note", None)
     return decision
 
@@ -322,7 +601,8 @@ def _log(module, decision: Decision, seconds: float) -> None:
     # One write per line under an exclusive lock: make -j appends concurrently.
     with open(path, "a", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        f.write(json.dumps(entry) + "\n")
+        # Strict JSON (no NaN or Infinity): other tools read these lines.
+        f.write(json.dumps(entry, allow_nan=False) + "\n")
 
 
 # --- capture mode (the data engine's corpus builds) ---------------------------

@@ -103,12 +103,27 @@ def default_model_path() -> str:
     return path
 
 
+def import_onnxruntime():
+    """onnxruntime, imported so that it leaves no trace: by default it writes a
+    device id and an event database under ~/.cache/Microsoft (creating HOME if
+    it is missing) and a .ses file in $TMPDIR on import, and prints a coloured
+    warning when it cannot. A compiler must not write outside its outputs, and
+    its stderr is a build log. Telemetry is read from the environment once,
+    when the library loads, so it must be set before the import
+    (disable_telemetry_events() afterwards does not stop the files)."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # errors only: they become a ModelError's reason
+    return ort
+
+
 class Ranker:
     """One loaded model. Create it once per process (see get()); rank() per module."""
 
     def __init__(self, path: str):
         try:
-            import onnxruntime as ort
+            ort = import_onnxruntime()
         except ImportError as e:
             raise ModelError(f"onnxruntime is not installed: {e}") from None
         opts = ort.SessionOptions()
@@ -244,11 +259,16 @@ class Ranker:
         out = got[0]
         if out.shape != (len(self.candidates),):
             raise ModelError(f"model {self.path} returned shape {out.shape}, expected ({len(self.candidates)},)")
+        # NaN sorts anywhere and infinities tie: a ranking by them would be
+        # arbitrary, not a choice, so the model has failed on this module.
+        _require_finite(out, f"model {self.path} predicted", self.candidates)
         if not residuals:
             return out
         pool = got[1] if len(got) > 1 else None
         if pool is not None and (pool.ndim != 2 or pool.shape[1] != len(self.candidates)):
             raise ModelError(f"model {self.path} has residuals of shape {pool.shape}")
+        if pool is not None:
+            _require_finite(pool, f"model {self.path} has residuals", self.candidates)
         return out, pool
 
     def rank(self, text: str, verify: bool = False):
@@ -265,18 +285,30 @@ class Ranker:
         pred, pool = self.predict_feed(feed, residuals=True) if verify else (self.predict_feed(feed), None)
         self.last_outside = self.outside(feed)
         scores = self.ranking_scores(pred, self.last_outside is not None)
-        order = sorted(range(len(pred)), key=lambda i: (float(scores[i]), i))
         # Only candidates that passed the gate (and were not excluded since) are
         # ranked, measured or reported: a model need not predict the others
-        # (the LightGBM variant leaves their outputs at 0).
-        ranked = [self.candidates[i] for i in order if self.candidates[i].validated]
-        ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5)
-                  for i in order if self.candidates[i].validated}
+        # (the LightGBM variant leaves their outputs at 0, another may leave NaN).
+        order = sorted(pipelines.usable_indices(), key=lambda i: (float(scores[i]), i))
+        ranked = [self.candidates[i] for i in order]
+        ratios = {self.candidates[i].name: round(math.exp(float(pred[i])), 5) for i in order}
         if not verify:
             return ranked, ratios
         if self.last_outside is not None:
             return ranked, ratios, pipelines.verify_order()  # the static cover, as the best-fixed back end's
         return ranked, ratios, [self.candidates[i] for i in verify_order(pred, pool, pipelines.usable_indices())]
+
+
+def _require_finite(values, what: str, candidates) -> None:
+    """ModelError unless values ([K], or [S, K] over the candidates) are finite
+    for every candidate a policy may use (a model need not predict the others)."""
+    import numpy as np
+
+    v = np.asarray(values).reshape(-1, len(candidates))
+    bad = [j for j in np.nonzero(~np.isfinite(v).all(axis=0))[0] if candidates[j].validated]
+    if bad:
+        first = float(v[~np.isfinite(v[:, bad[0]]), bad[0]][0])
+        raise ModelError(f"{what} non-finite values for {len(bad)} candidates "
+                         f"(e.g. {candidates[bad[0]].name}: {first})")
 
 
 def outside_range(feats, rng):
