@@ -153,8 +153,15 @@ def test_explain_shows_choice_and_measures(tiny_model, tmp_path, clang):
     if any(c["name"] == "oz" for c in rep["candidates"]):
         assert next(c for c in rep["candidates"] if c["name"] == "oz")["text"] == rep["oz_text"]
     assert len(rep["verify_order"]) == 4 and "oz" not in rep["verify_order"]
-    human = run([BIN / "clang-llm", "explain", src], env=clean_env(CLANG_LLM_MODEL=tiny_model)).stdout.decode()
-    assert "chosen" in human and "predicted" in human and "verify mode measures -Oz and" in human
+    # The measurement is the image a linked program grows by, beside the prediction.
+    assert rep["size_metric"] == "image" and rep["oz_image"] > 0 and all(c["image"] > 0 for c in rep["candidates"])
+    assert rep["why"] and rep["policy"]["backend"] == "best-fixed" and "stem" in rep["legend"]
+    human = run([BIN / "clang-llm", "explain", src, "--measure"],
+                env=clean_env(CLANG_LLM_MODEL=tiny_model)).stdout.decode()
+    assert "chosen" in human and "predicted vs -Oz" in human and "measured image" in human
+    assert "verify mode measures -Oz and" in human and "why: " in human and "not the model's choice" in human
+    for part in {p for c in rep["candidates"] for p in c["name"].split("+")[1:]}:
+        assert f"    +{part} " in human
 
 
 def test_verify_mode_measures_the_models_verify_order(tmp_path, clang):
