@@ -499,7 +499,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench.report: {p.relative_to(REPO)} is stale (run python -m bench.report)", file=sys.stderr)
         return 1 if stale else 0
     if not args.no_plots:
-        plots()
+        try:
+            plots()
+        except ImportError as e:  # matplotlib is the `bench` extra
+            print(f"bench.report: no plots ({e}); install clang-llm[bench]", file=sys.stderr)
     for p in stale:
         print(f"wrote {p.relative_to(REPO)}")
     return 0
