@@ -72,7 +72,7 @@ def table(head: list[str], rows: list[list], align: str | None = None) -> list[s
 
 
 def source(name: str, rep: dict) -> str:
-    cmd = rep.get("command") or rep.get("params", {}).get("command")
+    cmd = (rep.get("command") or rep.get("params", {}).get("command") or "").strip()
     return f"Report `bench/results/{name}`" + (f", command `{cmd}`." if cmd else ".")
 
 
