@@ -119,9 +119,11 @@ def program_sizes(name: str, rep: dict) -> list[str]:
 
 
 def program_sizes_readme(rep: dict) -> tuple[list[list], list[str]]:
-    """The README's size rows and the notes under its table. Extend here when
-    program_sizes.json carries the linked-image metric (issue 27): until then
-    the README shows no size row, only where the .text figures are."""
+    """The README's size rows (label, -Oz, -Oz-llm, verify, measured) and the
+    lines under its table. Extend here when program_sizes.json carries the
+    linked-image metric (issue 27): return its rows, and the README's one plot
+    among the lines (`![...](docs/img/program_sizes.png)`, drawn by plots()).
+    Until then the README shows no size row, only where the .text figures are."""
     return [], ["Size: being remeasured as the bytes of the linked image (code, read-only data, unwind "
                 "tables, writable data; issue 27). The earlier `.text`-only figures "
                 f"({day(rep['date'])}) are in [docs/results.md](docs/results.md)."]
