@@ -272,13 +272,14 @@ def _quiet_child(write_fd: int) -> None:
     """Make this forked child die quietly and alone: no LLVM crash report or
     reproducer, no core file, no cleanup of the parent's output files on a crash
     or an LLVM fatal error, and no life beyond the compiler's."""
-    import signal
+    # _signal, not signal: the latter imports enum, several ms per compile.
+    import _signal
 
     for name in _CHILD_DEFAULT_SIGNALS:
-        sig = getattr(signal, name, None)
+        sig = getattr(_signal, name, None)
         if sig is not None:
             try:
-                signal.signal(sig, signal.SIG_DFL)
+                _signal.signal(sig, _signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
     try:
@@ -318,16 +319,19 @@ _fatal_handler = None
 
 
 def _child_reply(fd: int, payload: dict) -> None:
-    import json
+    # marshal, not json: both ends are this module, marshal is built in, and
+    # importing json (with re) would cost each compile several ms on both sides.
+    import marshal
 
-    data = json.dumps(payload, allow_nan=False).encode() + b"\n"
+    data = marshal.dumps(payload)
+    data = len(data).to_bytes(8, "little") + data
     while data:
         data = data[os.write(fd, data):]
 
 
 def _rank_in_child(name: str, backend, module) -> "Ranking":
-    """backend(module) in a forked child; its ranking comes back over a pipe as
-    JSON (candidate names, or passes for ones not in the set). The measuring and
+    """backend(module) in a forked child; its ranking comes back over a pipe
+    (candidate names, or passes for ones not in the set: plain data, marshalled). The measuring and
     trial runs that turn a ranking into a decision stay in this process: they are
     clang-llm's own, and the child's answer is only a ranking."""
     timeout = _timeout()
@@ -350,7 +354,7 @@ def _rank_in_child(name: str, backend, module) -> "Ranking":
                 payload = {"error": f"{type(e).__name__}: {e}"}
             try:
                 _child_reply(write_fd, payload)
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError) as e:  # not plain data
                 _child_reply(write_fd, {"error": f"unusable ranking: {e}"})
         finally:
             try:
@@ -359,18 +363,13 @@ def _rank_in_child(name: str, backend, module) -> "Ranking":
             finally:
                 os._exit(0)
     os.close(write_fd)
-    # Imported here, not before the fork: json costs a few ms (it imports re),
-    # which this process now spends while the child works.
-    import json
-
     try:
         data, status = _await_child(pid, read_fd, timeout)
     finally:
         os.close(read_fd)
-    line = data.split(b"\n", 1)[0]
     if status is None:
         raise PolicyError(f"policy {name} gave no ranking within {timeout:g} s ({TIMEOUT_VAR})")
-    if not line:
+    if not data:
         if os.WIFSIGNALED(status):
             import signal
 
@@ -382,12 +381,14 @@ def _rank_in_child(name: str, backend, module) -> "Ranking":
             raise PolicyError(f"policy {name} crashed ({signame})")
         raise PolicyError(f"policy {name} exited with status {os.waitstatus_to_exitcode(status)} "
                           "without a ranking")
+    import marshal
+
     try:
-        got = json.loads(line)
+        got = marshal.loads(data)
         if "error" in got:
             raise PolicyError(" ".join(str(got["error"]).split()))
         ranked = _decode_ranking(got["ranking"])
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, EOFError) as e:
         raise PolicyError(f"policy {name} gave an unreadable ranking: {type(e).__name__}: {e}") from None
     return ranked
 
@@ -404,20 +405,19 @@ def _reap_finished() -> None:
 
 
 def _await_child(pid: int, fd: int, timeout: float | None) -> tuple[bytes, int | None]:
-    """The child's reply (up to its first newline) and its wait status (0 if it
-    answered and is still exiting); status None: it ran past the time limit and
-    was killed."""
+    """The child's reply (b"" for none or a partial one) and its wait status (0
+    if it answered and is still exiting); status None: it ran past the time
+    limit and was killed."""
     import select
-    import signal
 
     deadline = None if timeout is None else time.monotonic() + timeout
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     data, eof = b"", False
-    while b"\n" not in data and not eof:
+    while not _complete(data) and not eof:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, 9)  # SIGKILL
             _reap(pid, 0)
             return data, None
         # Short waits: a grandchild (a trial run) may hold the pipe open after
@@ -433,13 +433,22 @@ def _await_child(pid: int, fd: int, timeout: float | None) -> tuple[bytes, int |
                 if not chunk:
                     break
                 data += chunk
-            return data, status
-    if b"\n" in data:
+            return _payload(data), status
+    if _complete(data):
         # A full reply: the child is in os._exit; reap it later if not yet gone.
         if not _reap(pid, os.WNOHANG)[0]:
             _unreaped.append(pid)
-        return data, 0
-    return data, _reap(pid, 0)[1]
+        return _payload(data), 0
+    return _payload(data), _reap(pid, 0)[1]
+
+
+def _complete(data: bytes) -> bool:
+    return len(data) >= 8 and len(data) - 8 >= int.from_bytes(data[:8], "little")
+
+
+def _payload(data: bytes) -> bytes:
+    """The reply without its length prefix; b"" for none or a partial one."""
+    return data[8:8 + int.from_bytes(data[:8], "little")] if _complete(data) else b""
 
 
 def _reap(pid: int, flags: int) -> tuple[int, int]:

@@ -177,3 +177,20 @@ def test_a_non_finite_prediction_is_a_policy_failure(monkeypatch, tmp_path, caps
     # Strict JSON: Python's json.loads would accept a bare NaN, so parse strictly.
     for line in log.read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the decision log"))
+
+
+def test_a_crash_is_seen_at_once_though_a_grandchild_holds_the_pipe(monkeypatch, tmp_path, capsys):
+    use_policy(monkeypatch, tmp_path, "import ctypes, os, time\ndef choose(m):\n"
+                                      "    if os.fork() == 0:\n        time.sleep(5)\n        os._exit(0)\n"
+                                      "    ctypes.string_at(0)\n")
+    start = time.monotonic()
+    assert "crashed (SIGSEGV)" in fallback_of(capsys)
+    assert time.monotonic() - start < 3
+
+
+def test_a_large_ranking_comes_back_whole(monkeypatch, tmp_path):
+    """More than a pipe's buffer (64 KiB): the parent reads while the child writes."""
+    use_policy(monkeypatch, tmp_path, "def choose(m):\n"
+                                      "    return ['function(instcombine' + ',instcombine' * 100 + ')'] * 300\n")
+    got = policy._rank(os.environ["CLANG_LLM_POLICY"], Module())
+    assert len(got) == 300 and all(len(c.passes) > 1200 and not c.validated for c in got)
