@@ -268,7 +268,7 @@ class Ranker:
         if pool is not None and (pool.ndim != 2 or pool.shape[1] != len(self.candidates)):
             raise ModelError(f"model {self.path} has residuals of shape {pool.shape}")
         if pool is not None:
-            _require_finite(pool, f"model {self.path} has residuals", self.candidates)
+            _require_finite(pool, f"model {self.path} has residuals with", self.candidates)
         return out, pool
 
     def rank(self, text: str, verify: bool = False):
