@@ -288,9 +288,12 @@ def _quiet_child(write_fd: int) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, OSError, ValueError):
         pass
-    import ctypes
+    try:
+        import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return  # a Python without ctypes: the policy still runs, less quietly
     try:
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no core through a core_pattern pipe either
         libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG SIGKILL: a hung child dies with its compiler
@@ -330,10 +333,10 @@ def _child_reply(fd: int, payload: dict) -> None:
 
 
 def _rank_in_child(name: str, backend, module) -> "Ranking":
-    """backend(module) in a forked child; its ranking comes back over a pipe
-    (candidate names, or passes for ones not in the set: plain data, marshalled). The measuring and
-    trial runs that turn a ranking into a decision stay in this process: they are
-    clang-llm's own, and the child's answer is only a ranking."""
+    """backend(module) in a forked child; its ranking comes back over a pipe as
+    plain data (candidate names, or passes for ones not in the set). The
+    measuring and trial runs that turn a ranking into a decision stay in this
+    process: they are clang-llm's own, and the child's answer is only a ranking."""
     timeout = _timeout()
     _reap_finished()
     read_fd, write_fd = os.pipe()
