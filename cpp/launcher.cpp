@@ -36,6 +36,7 @@ namespace {
 const std::string FLAG = "-Oz-llm";
 const char *GUARD = "CLANG_LLM_DRIVER_ACTIVE";
 const char *PRESET_VAR = "CLANG_LLM_PRESET_DECISION";
+const char *PRESET_NO_UNWIND_VAR = "CLANG_LLM_PRESET_DECISION_NO_UNWIND";
 
 const std::set<std::string> SEPARATE_VALUE = {
     "-o", "-x", "-I", "-D", "-U", "-L", "-l", "-B", "-F", "-T", "-u", "-e", "-z", "-include",
@@ -157,14 +158,22 @@ Scan scan(const std::vector<std::string> &Args) {
   return S;
 }
 
-// The best-fixed decision from candidates.tsv, as policy.preset_decision()
-// encodes it ("<codegen knob bits>:<passes>"), or "" when anything is unusual.
-std::string presetFromCandidates(const std::string &Path) {
+// The best-fixed decisions from candidates.tsv, as policy.preset_env() encodes
+// them ("<codegen knob bits>:<passes>"): First for modules with unwind tables
+// (clang's default), Second for modules without them where the file names
+// another default for that flag set (best_fixed_no_unwind), else "". First is
+// "" when anything is unusual.
+struct Presets {
+  std::string First, Second;
+};
+
+Presets presetsFromCandidates(const std::string &Path) {
   std::ifstream In(Path);
   if (!In)
-    return "";
-  std::string Line, Format, Best, Preset;
-  bool SawHeader = false, SawFirst = false;
+    return {};
+  std::string Line, Format, Best, BestBare;
+  Presets P;
+  bool SawHeader = false, SawFirst = false, BareOk = true;
   while (std::getline(In, Line)) {
     if (Line.empty())
       continue;
@@ -176,6 +185,8 @@ std::string presetFromCandidates(const std::string &Path) {
         Format = Value;
       else if (Key == "best_fixed")
         Best = Value;
+      else if (Key == "best_fixed_no_unwind")
+        BestBare = Value;
       continue;
     }
     std::vector<std::string> F;
@@ -184,26 +195,35 @@ std::string presetFromCandidates(const std::string &Path) {
     while (std::getline(SS, Field, '\t'))
       F.push_back(Field);
     if (F.size() != 5)
-      return "";
+      return {};
     if (!SawHeader) {
       if (F[0] != "name")
-        return "";
+        return {};
       SawHeader = true;
       continue;
     }
     if (!SawFirst && F[0] != "oz")
-      return "";  // pipelines.py refuses such a file; let it say why
+      return {};  // pipelines.py refuses such a file; let it say why
     SawFirst = true;
+    // Knob bits as the plugin reads them (CodegenKnobs::AllBits is 2047).
+    const bool KnobsOk = !F[1].empty() && F[1].size() <= 4 &&
+                         F[1].find_first_not_of("0123456789") == std::string::npos && std::stoi(F[1]) <= 2047;
+    // An unvalidated default (the plugin must trial-run it) or unknown knobs: no preset.
     if (!Best.empty() && F[0] == Best) {
-      // Knob bits as the plugin reads them (CodegenKnobs::AllBits is 2047).
-      const bool KnobsOk = !F[1].empty() && F[1].size() <= 4 &&
-                           F[1].find_first_not_of("0123456789") == std::string::npos && std::stoi(F[1]) <= 2047;
       if (F[2] != "1" || !KnobsOk)
-        return "";  // an unvalidated best-fixed (the plugin must trial-run it), or unknown knobs
-      Preset = F[1] + ":" + F[4];
+        return {};
+      P.First = F[1] + ":" + F[4];
+    }
+    if (!BestBare.empty() && F[0] == BestBare) {
+      BareOk = F[2] == "1" && KnobsOk;
+      P.Second = F[1] + ":" + F[4];
     }
   }
-  return Format == "1" ? Preset : "";
+  if (Format != "1" || !BareOk)
+    return {};
+  if (P.Second == P.First)
+    P.Second.clear();
+  return P;
 }
 
 struct Install {
@@ -250,18 +270,22 @@ Install locate() {
   std::exit(1);
 }
 
-int execClang(const std::string &Clang, const std::vector<std::string> &Args, const std::string &Preset) {
+int execClang(const std::string &Clang, const std::vector<std::string> &Args, const Presets &Preset) {
   setenv(GUARD, "1", 1);
-  if (!Preset.empty())
-    setenv(PRESET_VAR, Preset.c_str(), 1);
+  if (!Preset.First.empty())
+    setenv(PRESET_VAR, Preset.First.c_str(), 1);
+  if (!Preset.Second.empty())
+    setenv(PRESET_NO_UNWIND_VAR, Preset.Second.c_str(), 1);
   if (env("CLANG_LLM_DRY_RUN") != "") {
     // The same report as driver.py's dry run, so the two can be compared.
     std::cerr << "clang-llm: dry run: route native\n";
     std::cout << "exec " << Clang << "\n";
     for (const std::string &A : Args)
       std::cout << "arg " << A << "\n";
-    if (!Preset.empty())
-      std::cout << "env " << PRESET_VAR << "=" << Preset << "\n";
+    if (!Preset.First.empty())
+      std::cout << "env " << PRESET_VAR << "=" << Preset.First << "\n";
+    if (!Preset.Second.empty())
+      std::cout << "env " << PRESET_NO_UNWIND_VAR << "=" << Preset.Second << "\n";
     return 0;
   }
   std::vector<char *> Argv;
@@ -305,11 +329,11 @@ int main(int Argc, char **Argv) {
   for (const std::string &A : Args)
     Mentions |= startsWith(A, FLAG);
   if (!Mentions)
-    return execClang(Clang, Args, "");
+    return execClang(Clang, Args, {});
 
   Scan S = scan(Args);
   if (S.LlmIndices.empty())
-    return execClang(Clang, Args, "");
+    return execClang(Clang, Args, {});
   std::set<size_t> Drop(S.LlmIndices.begin(), S.LlmIndices.end());
   const std::string &Win = Args[static_cast<size_t>(S.LastOpt)];
   std::vector<std::string> Out;
@@ -317,7 +341,7 @@ int main(int Argc, char **Argv) {
     for (size_t J = 0; J < Args.size(); ++J)
       if (!Drop.count(J))
         Out.push_back(Args[J]);
-    return execClang(Clang, Out, "");
+    return execClang(Clang, Out, {});
   }
   if (Win != FLAG)
     execPython(Prog, Argv);  // -Oz-llm=verify, or a value to complain about
@@ -331,7 +355,7 @@ int main(int Argc, char **Argv) {
   for (const std::string &F : NO_CODEGEN)
     NoCodegen |= S.Flags.count(F) > 0;
   if (NoCodegen || !S.Compiles)
-    return execClang(Clang, Out, "");
+    return execClang(Clang, Out, {});
   if (S.Blocked || S.Flags.count("-emit-llvm"))
     execPython(Prog, Argv);
 
@@ -342,9 +366,9 @@ int main(int Argc, char **Argv) {
     execPython(Prog, Argv);
   Install I = locate();
   std::string Plugin = I.PackageDir + "/clang_llm_plugin.llvm22.so";
-  std::string Preset = I.DataDir.empty() ? "" : presetFromCandidates(I.DataDir + "/candidates.tsv");
+  Presets Preset = I.DataDir.empty() ? Presets{} : presetsFromCandidates(I.DataDir + "/candidates.tsv");
   struct stat St;
-  if (I.PackageDir.empty() || stat(Plugin.c_str(), &St) != 0 || !S_ISREG(St.st_mode) || Preset.empty())
+  if (I.PackageDir.empty() || stat(Plugin.c_str(), &St) != 0 || !S_ISREG(St.st_mode) || Preset.First.empty())
     execPython(Prog, Argv);
   Out.insert(Out.end(), {"-Xclang", "-disable-llvm-passes", "-fpass-plugin=" + Plugin});
   return execClang(Clang, Out, Preset);

@@ -335,6 +335,38 @@ uint64_t entrySize(const object::ELFObjectFileBase &Obj, const object::SectionRe
     return Of(O);
   return Of(dyn_cast<object::ELF32BEObjectFile>(&Obj));
 }
+// A linked program or shared object: what the link made, section by section,
+// so that image() is exactly `size`'s text + data (every allocated section that
+// occupies file space) and ram() its data + bss.
+Expected<Sizes> linkedSizes(const object::ELFObjectFileBase &ELF) {
+  Sizes S;
+  for (const object::SectionRef &Sec : ELF.sections()) {
+    object::ELFSectionRef ES(Sec);
+    uint64_t Flags = ES.getFlags();
+    if (!(Flags & ELF::SHF_ALLOC))
+      continue;
+    uint64_t Size = Sec.getSize();
+    uint32_t Type = ES.getType();
+    if (Type == ELF::SHT_NOBITS) {
+      S.BSS += Size;
+      continue;
+    }
+    Expected<StringRef> Name = Sec.getName();
+    if (!Name)
+      return Name.takeError();
+    if (Flags & ELF::SHF_EXECINSTR)
+      S.Text += Size;
+    else if (Flags & ELF::SHF_WRITE)
+      S.Data += Size;
+    else if (*Name == ".eh_frame" || *Name == ".eh_frame_hdr" || Type == ELF::SHT_X86_64_UNWIND)
+      S.Unwind += Size;
+    else if (Type == ELF::SHT_RELA || Type == ELF::SHT_REL || Type == ELF::SHT_RELR)
+      S.DynRelocs += Size;
+    else
+      S.ROData += Size;
+  }
+  return S;
+}
 } // namespace
 
 Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
@@ -346,6 +378,8 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
   if (!ELF)
     return createStringError(inconvertibleErrorCode(), "not an ELF object file");
   Sizes S;
+  if (ELF->getEType() == ELF::ET_EXEC || ELF->getEType() == ELF::ET_DYN)
+    return linkedSizes(*ELF);
   // Merge groups as lld forms them: by flags and entry size, string sections
   // also by alignment.
   std::map<std::tuple<uint64_t, uint64_t, uint64_t>, MergeGroup> Merged;

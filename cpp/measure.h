@@ -169,7 +169,9 @@ llvm::Expected<Sizes> measure(const llvm::Module &M, llvm::StringRef Pipeline,
 
 // Sizes of an in-memory ELF object; PositionIndependent: it will be linked
 // into a PIE or shared object (clang's default), where absolute addresses in
-// data need dynamic relocations.
+// data need dynamic relocations. Of a linked program or shared object, the
+// sections as linked: image() is then `size`'s text + data (unwind: .eh_frame
+// and .eh_frame_hdr, dynrelocs: the dynamic relocation sections).
 llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes, bool PositionIndependent);
 
 // Whether M is compiled position-independent (PIE or PIC module flag).

@@ -289,7 +289,13 @@ std::optional<Decision> decide(Module &M, TargetMachine *TM, const char *Route) 
 
   // A decision the driver already made because it cannot depend on the module
   // (policy.preset_decision): "<codegen knob bits>:<passes>". Skips starting Python.
-  if (const char *P = std::getenv("CLANG_LLM_PRESET_DECISION")) {
+  // The driver's preset is per flag set: without unwind tables
+  // (-fno-asynchronous-unwind-tables) another candidate can be smallest.
+  const char *Preset = std::getenv("CLANG_LLM_PRESET_DECISION");
+  if (const char *Bare = std::getenv("CLANG_LLM_PRESET_DECISION_NO_UNWIND");
+      Bare && M.getUwtable() == UWTableKind::None)
+    Preset = Bare;
+  if (const char *P = Preset) {
     char *End = nullptr;
     std::optional<clang_llm::CodegenKnobs> Knobs = clang_llm::CodegenKnobs::fromBits(std::strtoul(P, &End, 10));
     if (End != P && *End == ':' && Knobs) {

@@ -36,6 +36,7 @@ SETTINGS: dict[str, str | None] = {
     # The plugin hands this decision to the compile instead of asking the policy;
     # the driver sets it, but one left in a user's environment reaches the plugin.
     "CLANG_LLM_PRESET_DECISION": "value",
+    "CLANG_LLM_PRESET_DECISION_NO_UNWIND": "value",  # the same, for modules without unwind tables
     # The interpreter the plugin embeds: its numpy/onnxruntime run the model.
     "CLANG_LLM_PYTHON": "value",
     # Prints the command instead of compiling.

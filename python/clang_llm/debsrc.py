@@ -620,9 +620,17 @@ def object_source_name(obj: Path) -> str | None:
     back to sources however the build system named them (libtool's prefixed
     objects, CMake's foo.c.o). None for objects without one.
     """
-    data = Path(obj).read_bytes()
+    names = source_names(obj)
+    return names[0] if names else None
+
+
+def source_names(elf: Path) -> list[str]:
+    """Every STT_FILE symbol's name in an ELF file's symbol table, in order: one
+    for an object, one per object with local symbols in a linked program (the
+    linker keeps them unless the program is stripped)."""
+    data = Path(elf).read_bytes()
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        return None  # only little-endian ELF64, which is all clang-22 makes here
+        return []  # only little-endian ELF64, which is all clang-22 makes here
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
 
@@ -635,6 +643,7 @@ def object_source_name(obj: Path) -> str | None:
         entsize, = struct.unpack_from("<Q", data, base + 0x38)
         return typ, off, size, link, entsize
 
+    out = []
     for i in range(shnum):
         typ, off, size, link, entsize = section(i)
         if typ != 2 or not entsize:  # SHT_SYMTAB
@@ -644,5 +653,5 @@ def object_source_name(obj: Path) -> str | None:
             name, info = struct.unpack_from("<IB", data, off + j * entsize)
             if info & 0xF == 4 and name:  # STT_FILE
                 end = data.index(b"\0", stroff + name)
-                return data[stroff + name:end].decode("utf-8", "replace")
-    return None
+                out.append(data[stroff + name:end].decode("utf-8", "replace"))
+    return out

@@ -250,9 +250,7 @@ def rewrite(args: list[str], plugin: str | None, strict: bool = False) -> Plan:
     if not MODES[mode_text]:
         from . import policy  # only now: pass-through calls never pay for it
 
-        preset = policy.preset_decision()
-        if preset:
-            plan.env[policy.PRESET_VAR] = preset
+        plan.env.update(policy.preset_env())
     if "-emit-llvm" in s.flags:
         plan.emit_llvm = True
     return plan

@@ -184,9 +184,13 @@ def _load() -> tuple[dict, tuple[Candidate, ...]]:
     names = {c.name for c in cands}
     if meta.get("best_fixed") not in names:
         raise ValueError(f"candidates.tsv names an unknown best_fixed {meta.get('best_fixed')!r}")
-    unknown = [n for n in meta.get("verify_order", "").split() if n not in names or n == "oz"]
-    if unknown:
-        raise ValueError(f"candidates.tsv: verify_order names {' '.join(unknown)}, not a candidate other than oz")
+    for key in (k for k in meta if k.startswith("best_fixed_") and k != "best_fixed_"):
+        if meta[key] not in names:
+            raise ValueError(f"candidates.tsv names an unknown {key} {meta[key]!r}")
+    for key in (k for k in meta if k.startswith("verify_order")):
+        unknown = [n for n in meta[key].split() if n not in names or n == "oz"]
+        if unknown:
+            raise ValueError(f"candidates.tsv: {key} names {' '.join(unknown)}, not a candidate other than oz")
     _memo["set"] = meta, cands
     return meta, cands
 
@@ -203,9 +207,18 @@ def by_name(name: str) -> Candidate:
     raise KeyError(f"no candidate pipeline named {name!r}")
 
 
-def best_fixed() -> Candidate:
-    """The single fixed pipeline that measured smallest on our measurement set."""
-    return by_name(_load()[0]["best_fixed"])
+def _flag_key(key: str, flag_set: str) -> str:
+    """The header key of a per-flag-set default (clang_llm.sizes.FLAG_SETS):
+    "best_fixed" for the default flags, "best_fixed_no_unwind" for no-unwind."""
+    return key if flag_set == "default" else f"{key}_{flag_set.replace('-', '_')}"
+
+
+def best_fixed(flag_set: str = "default") -> Candidate:
+    """The single fixed pipeline that measured smallest (image bytes, RAM not
+    larger) on the training labels of the module's flag set; the default flag
+    set's where the header names none for this one."""
+    meta = _load()[0]
+    return by_name(meta.get(_flag_key("best_fixed", flag_set)) or meta["best_fixed"])
 
 
 def usable_names() -> list[str]:
@@ -221,13 +234,15 @@ def usable_indices() -> list[int]:
     return [i for i, c in enumerate(candidates()) if c.validated]
 
 
-def verify_order() -> list[Candidate]:
+def verify_order(flag_set: str = "default") -> list[Candidate]:
     """The order verify mode measures candidates in for a back end that knows
     nothing about the module (-Oz is measured besides): the header's
-    verify_order (chosen for coverage, see clang_llm.train.model.coverage_order),
-    then the rest; without one, best_fixed first, then file order."""
-    names = _load()[0].get("verify_order", "").split()
-    first = [by_name(n) for n in names] or [best_fixed()]
+    verify_order of the flag set (chosen for coverage, see
+    clang_llm.train.model.coverage_order; the default flag set's where it has
+    none), then the rest; without one, best_fixed first, then file order."""
+    meta = _load()[0]
+    names = (meta.get(_flag_key("verify_order", flag_set)) or meta.get("verify_order", "")).split()
+    first = [by_name(n) for n in names] or [best_fixed(flag_set)]
     # Verify mode keeps what it measured smallest, so it must only ever measure
     # candidates that passed the gate (and were not excluded since).
     return [c for c in first + [c for c in candidates() if c not in first and c.name != "oz"] if c.validated]
@@ -263,34 +278,41 @@ def set_hash(cands=None) -> str:
 
 
 def _rewrite(cands, best: str | None = None, best_provenance: dict | None = None,
-             verify: list[str] | None = None) -> Path:
+             verify: list[str] | None = None, flag_set: str = "default") -> Path:
     """Write candidates.tsv (the source tree's copy) with these rows; the header
-    keeps the file's default, provenance, retired names and verify order unless
-    given anew."""
+    keeps the file's defaults, provenance, retired names and verify orders
+    unless given anew (best and verify: those of flag_set)."""
     import json
     from pathlib import Path
 
-    meta = _load()[0]
+    meta = dict(_load()[0])
     prov = json.loads(meta.get("provenance") or "{}")
     if best_provenance is not None:
-        prov["best_fixed"] = best_provenance
+        prov[_flag_key("best_fixed", flag_set)] = best_provenance
+    if best is not None:
+        meta[_flag_key("best_fixed", flag_set)] = best
+    if verify is not None:
+        meta[_flag_key("verify_order", flag_set)] = " ".join(verify)
+    per_flag_set = {k: v for k, v in meta.items()
+                    if k.startswith(("best_fixed_", "verify_order_")) and v}
     out = Path(__file__).with_name("data") / "candidates.tsv"
-    out.write_text(write(list(cands), best or meta["best_fixed"], prov, retired_names(),
-                         verify if verify is not None else meta.get("verify_order", "").split()))
+    out.write_text(write(list(cands), meta["best_fixed"], prov, retired_names(),
+                         meta.get("verify_order", "").split(), per_flag_set))
     _memo.clear()
     return out
 
 
-def set_best_fixed(name: str, provenance: dict, verify: list[str] | None = None) -> Path:
-    """Rewrite candidates.tsv with another default and, if given, another
-    verify order (else the file's stays)."""
+def set_best_fixed(name: str, provenance: dict, verify: list[str] | None = None,
+                   flag_set: str = "default") -> Path:
+    """Rewrite candidates.tsv with another default for a flag set and, if
+    given, another verify order (else the file's stays)."""
     cands = candidates()
     for n in [name, *(verify or [])]:
         if n not in {c.name for c in cands}:
             raise KeyError(f"no candidate pipeline named {n!r}")
         if not by_name(n).validated:
             raise ValueError(f"{n} has not passed the validation gate")
-    return _rewrite(cands, name, provenance, verify)
+    return _rewrite(cands, name, provenance, verify, flag_set)
 
 
 def add_candidates(new: list[Candidate]) -> Path:
@@ -342,7 +364,9 @@ def derived_candidates() -> list[Candidate]:
 
 
 def write(cands: list[Candidate], best: str, provenance: dict, retired: set[str] = frozenset(),
-          verify: list[str] = ()) -> str:
+          verify: list[str] = (), per_flag_set: dict[str, str] | None = None) -> str:
+    """candidates.tsv's text. per_flag_set: header keys of the other flag sets'
+    defaults and verify orders (best_fixed_no_unwind, verify_order_no_unwind)."""
     import json
 
     lines = [f"#format\t{FORMAT_VERSION}", "#llvm\t22.1", f"#best_fixed\t{best}",
@@ -351,6 +375,8 @@ def write(cands: list[Candidate], best: str, provenance: dict, retired: set[str]
         lines.append(f"#retired\t{' '.join(sorted(retired))}")
     if verify:
         lines.append(f"#verify_order\t{' '.join(verify)}")
+    for key, value in sorted((per_flag_set or {}).items()):
+        lines.append(f"#{key}\t{value}")
     lines.append("\t".join(COLUMNS))
     for c in cands:
         if "\t" in c.note or "\n" in c.note or "\t" in c.passes:

@@ -38,6 +38,7 @@ import sys
 import time
 
 from . import pipelines
+from . import sizes as sizes_mod
 
 DEFAULT_BACKEND = "best-fixed"
 DEFAULT_VERIFY_K = 4
@@ -87,14 +88,23 @@ def _oz(_module) -> list[pipelines.Candidate]:
     return [pipelines.by_name("oz")]
 
 
-def _best_fixed(_module) -> "Ranking":
-    best = pipelines.best_fixed()
+def _flag_set(module) -> str:
+    """The module's flag set (clang_llm.sizes.FLAG_SETS): whether the user's
+    flags left unwind tables on changes which candidate is smallest. A module
+    handle without the attribute (a test double, the preset's None) counts as
+    clang's defaults."""
+    return sizes_mod.flag_set(getattr(module, "unwind_tables", True))
+
+
+def _best_fixed(module) -> "Ranking":
+    flags = _flag_set(module)
+    best = pipelines.best_fixed(flags)
     out = Ranking([best, *(c for c in pipelines.candidates() if c != best and c.validated)])
     # Verify mode measures several candidates, so it wants ones that win where
     # the others lose (candidates.tsv's verify_order), not the next-best singles.
     # Only then: the driver asks this back end for its preset on every compile.
     if verify_mode():
-        out.verify = pipelines.verify_order()
+        out.verify = pipelines.verify_order(flags)
     return out
 
 
@@ -506,14 +516,17 @@ def _decide_top1(module, ranked) -> Decision:
 
 
 def _decide_verify(module, ranked, k: int) -> Decision:
-    """Measure the top-k and clang's -Oz on copies; keep the smallest .text.
+    """Measure the top-k and clang's -Oz on copies; keep the smallest image
+    (clang_llm.sizes: the bytes the module adds to the linked program).
 
-    -Oz is always measured and wins ties, so no module can come out larger than
-    under -Oz (the measurement is the same code generator clang then runs).
+    -Oz is always measured and wins ties, and a candidate that needs more RAM
+    than -Oz is never taken, so no module comes out larger than under -Oz in
+    image bytes or in RAM (the measurement is the same code generator clang
+    then runs, on the module as the user's flags made it).
     """
     oz = pipelines.by_name("oz")
     trying = [oz] + [c for c in (getattr(ranked, "verify", None) or ranked) if c.name != "oz"][:k]
-    measured, best, best_text = {}, oz, None
+    measured, tried = {}, []
     for cand in trying:
         why = _usable(module, cand)
         if why:
@@ -524,11 +537,11 @@ def _decide_verify(module, ranked, k: int) -> Decision:
         except Exception as e:  # one failing candidate costs only itself
             measured[cand.name] = {"error": str(e)}
             continue
-        measured[cand.name] = sizes
-        if best_text is None or sizes["text"] < best_text:
-            best, best_text = cand, sizes["text"]
-    if "text" not in measured.get("oz", {}):
+        measured[cand.name] = {k: sizes[k] for k in ("image", "ram", "text")}
+        tried.append((cand, sizes))
+    if not tried or tried[0][0] is not oz:
         raise PolicyError("could not measure clang's -Oz pipeline")
+    best = tried[sizes_mod.smallest([(c.name, s) for c, s in tried])][0]
     return Decision(best.passes, best.codegen, best.name, measured=measured)
 
 
@@ -559,10 +572,19 @@ def decide(module) -> Decision:
 # Back ends whose decision cannot depend on the module.
 MODULE_INDEPENDENT = {"oz", "best-fixed", "fixed"}
 PRESET_VAR = "CLANG_LLM_PRESET_DECISION"
+PRESET_NO_UNWIND_VAR = "CLANG_LLM_PRESET_DECISION_NO_UNWIND"
 
 
-def preset_decision() -> str | None:
-    """The decision, encoded for the plugin, when it cannot depend on the module.
+class _Flags:
+    """A stand-in module that only says whether it has unwind tables."""
+
+    def __init__(self, unwind_tables: bool):
+        self.unwind_tables = unwind_tables
+
+
+def preset_decision(unwind_tables: bool = True) -> str | None:
+    """The decision, encoded for the plugin, when it cannot depend on the module
+    (only on its flag set: unwind_tables).
 
     The driver already runs Python; deciding there spares every compiler process
     an embedded interpreter (the largest per-compile cost). Only safe, silent
@@ -574,12 +596,27 @@ def preset_decision() -> str | None:
             or os.environ.get(CAPTURE_VAR) or backend_name() not in MODULE_INDEPENDENT):
         return None
     try:
-        cand = _backend(backend_name())(None)[0]
+        cand = _backend(backend_name())(_Flags(unwind_tables))[0]
     except Exception:
         return None
     if not cand.validated:
         return None
     return f"{cand.codegen}:{cand.passes}"
+
+
+def preset_env() -> dict[str, str]:
+    """The preset decisions as the plugin reads them: PRESET_VAR for a module
+    with unwind tables (clang's default), PRESET_NO_UNWIND_VAR for one without
+    (-fno-asynchronous-unwind-tables) where that differs; {} when there is no
+    preset. The plugin picks by the module's uwtable flag."""
+    first = preset_decision(True)
+    if not first:
+        return {}
+    out = {PRESET_VAR: first}
+    bare = preset_decision(False)
+    if bare and bare != first:
+        out[PRESET_NO_UNWIND_VAR] = bare
+    return out
 
 
 def _log(module, decision: Decision, seconds: float) -> None:

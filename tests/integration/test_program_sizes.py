@@ -33,27 +33,52 @@ def test_linked_programs_are_executables_and_shared_objects(clang, tmp_path):
     found = ps.linked_programs(tmp_path)
     assert {k: v["kind"] for k, v in found.items()} == {
         "prog": "executable", "static-addr": "executable", "libl.so.1": "shared object"}
-    assert all(v["text"] > 0 for v in found.values())
+    assert all(v["text"] > 0 and v["image"] > v["text"] for v in found.values())
+    assert "m.c" in found["prog"]["sources"]
     assert ps.elf_kind(tmp_path / "m.c") is None and ps.elf_kind(tmp_path / "l.o") is None
 
 
-def _row(status="ok", **programs):
-    return {"status": status, "programs": {k: {"kind": "executable", "text": v} for k, v in programs.items()}}
+def _row(status="ok", objects=None, **programs):
+    def sizes(v):
+        image, sources = v if isinstance(v, tuple) else (v, [])
+        return {"kind": "executable", "image": image, "text": image // 2, "ram": 8, "unwind": 4,
+                "sources": sources}
+
+    return {"status": status, "programs": {k: sizes(v) for k, v in programs.items()}, "objects": objects or {}}
 
 
 def test_compare_pairs_files_and_leaves_out_one_sided_ones():
-    rows = {("p", "oz"): _row(a=100, b=200, gone=50, **{"CMakeFiles/x.bin": 7}),
-            ("p", "llm"): _row(a=90, b=220, new=10, **{"CMakeFiles/x.bin": 7}),
-            ("q", "oz"): _row(c=1000), ("q", "llm"): _row("partial", c=900)}
-    cmp_ = ps.compare(rows, ["p", "q", "absent"], ["oz", "llm"])
+    rows = {("p", "oz", "default"): _row(a=100, b=200, gone=50),
+            ("p", "llm", "default"): _row(a=90, b=220, new=10),
+            ("q", "oz", "default"): _row(c=1000), ("q", "llm", "default"): _row("partial", c=900)}
+    cmp_ = ps.compare(rows, ["p", "q", "absent"], ["oz", "llm"], ["default"])["default"]
     p = cmp_["packages"]["p"]["configs"]["llm"]
     assert (p["files"], p["smaller"], p["larger"]) == (2, 1, 1)
     assert p["only_one_side"] == ["gone", "new"]
-    assert p["total_ratio"] == pytest.approx(310 / 300)
-    assert p["geomean_ratio"] == pytest.approx(math.sqrt(0.9 * 1.1))
+    assert p["image_total_ratio"] == pytest.approx(310 / 300)
+    assert p["image_geomean_ratio"] == pytest.approx(math.sqrt(0.9 * 1.1))
+    assert p["larger_files"] == [["b", 200, 220]]
     assert cmp_["packages"]["q"]["status"] == {"oz": "ok", "llm": "partial"}
     overall = cmp_["overall"]["llm"]
     assert (overall["packages"], overall["files"], overall["packages_larger"]) == (2, 3, 1)
-    assert overall["total_ratio"] == pytest.approx(1210 / 1300)
-    assert overall["geomean_of_package_totals"] == pytest.approx(math.sqrt(310 / 300 * 0.9))
+    assert overall["image_total_ratio"] == pytest.approx(1210 / 1300)
     assert "absent" not in cmp_["packages"]
+
+
+def test_agreement_sums_the_objects_each_program_keeps():
+    objs = {"oz": {"a/x.o": {"source": "x.c", "image": 50, "text": 30}, "a/y.o": {"source": "y.c", "image": 50,
+                                                                                 "text": 30},
+                   "b/y.o": {"source": "y.c", "image": 10, "text": 5}},
+            "llm": {"a/x.o": {"source": "x.c", "image": 40, "text": 10}, "a/y.o": {"source": "y.c", "image": 52,
+                                                                                 "text": 20},
+                    "b/y.o": {"source": "y.c", "image": 10, "text": 5}}}
+    rows = {("p", c, "default"): _row(objects={k: v for k, v in objs[c].items() if k.startswith("a/")},
+                                      prog=(n, ["Scrt1.o", "x.c", "crtstuff.c"]))
+            for c, n in (("oz", 100), ("llm", 91))}
+    ag = ps.compare(rows, ["p"], ["oz", "llm"], ["default"])["default"]["overall"]["llm"]["agreement"]
+    assert (ag["files"], ag["measured_delta"], ag["predicted_delta"], ag["text_predicted_delta"]) == (1, -9, -10, -20)
+    assert ag["within_64B_or_0.1pct"] == 1 and ag["same_sign"] == 1
+    # A source name two objects share cannot be told apart: the file is left out.
+    rows = {("p", c, "default"): _row(objects=objs[c], prog=(n, ["y.c"])) for c, n in (("oz", 100), ("llm", 91))}
+    ag = ps.compare(rows, ["p"], ["oz", "llm"], ["default"])["default"]["overall"]["llm"]["agreement"]
+    assert ag == {"files": 0, "skipped": 1}

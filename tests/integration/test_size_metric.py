@@ -230,3 +230,15 @@ def test_the_object_clang_writes_measures_as_the_measurement_said(tmp_path, clan
     on_disk = _core.object_sizes(obj.read_bytes())
     assert {k: measured[k] for k in on_disk} == on_disk
     assert on_disk["bss"] == 256
+
+
+def test_a_linked_program_measures_as_size_counts_it(tmp_path, clang):
+    src = tmp_path / "t.c"
+    src.write_text('#include <stdio.h>\nstatic int buf[100];\nint seen = 3;\n'
+                   'int main(int argc, char **argv) { buf[argc] = seen; puts(argv[0]); return buf[1]; }\n')
+    exe = tmp_path / "a.out"
+    run([clang, "-Oz", src, "-o", exe])
+    got = _core.object_sizes(exe.read_bytes())
+    text, data, bss = (int(x) for x in run(["llvm-size-22", "-B", exe]).stdout.decode().splitlines()[1].split()[:3])
+    assert got["image"] == text + data
+    assert got["ram"] == data + bss

@@ -33,7 +33,10 @@ class FakeModule:
         self.measured.append(name)
         if name in self.broken:
             raise RuntimeError(f"{name} failed")
-        return {"text": self.sizes.get(name, 100), "data": 0, "ir_instructions": 1}
+        size = self.sizes.get(name, 100)
+        # A number is the image (and .text); a dict gives the fields it names.
+        out = {"image": size, "ram": 0, "text": size, "data": 0, "ir_instructions": 1}
+        return {**out, **size} if isinstance(size, dict) else out
 
 
 # --- the candidate data ----------------------------------------------------------
@@ -286,6 +289,53 @@ def test_verify_keeps_the_smallest(monkeypatch):
     d = policy.plugin_entry(m)
     assert d.name == top[1] and sorted(m.measured) == sorted(["oz", *top])
     assert d.measured[top[1]]["text"] == 90
+
+
+def test_verify_compares_image_bytes_not_text(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    monkeypatch.setenv("CLANG_LLM_VERIFY_K", "2")
+    a, b = names(2)
+    # a saves .text but its outlined functions' unwind entries cost more.
+    m = FakeModule(sizes={"oz": {"image": 1000, "text": 800}, a: {"image": 1010, "text": 760},
+                          b: {"image": 990, "text": 790}})
+    d = policy.plugin_entry(m)
+    assert d.name == b and d.measured[a] == {"image": 1010, "ram": 0, "text": 760}
+
+
+def test_verify_never_takes_more_ram(monkeypatch):
+    monkeypatch.setenv("CLANG_LLM_MODE", "verify")
+    monkeypatch.setenv("CLANG_LLM_VERIFY_K", "2")
+    a, b = names(2)
+    # a's image is smallest, but it keeps a table writable: RAM a device pays for.
+    m = FakeModule(sizes={"oz": {"image": 1000, "ram": 64}, a: {"image": 900, "ram": 4160},
+                          b: {"image": 1001, "ram": 0}})
+    assert policy.plugin_entry(m).name == "oz"
+    m = FakeModule(sizes={"oz": {"image": 1000, "ram": 64}, a: {"image": 900, "ram": 4160},
+                          b: {"image": 950, "ram": 64}})
+    assert policy.plugin_entry(m).name == b
+
+
+def test_the_default_follows_the_modules_flag_set(monkeypatch):
+    cands = pipelines.candidates()
+    others = [c.name for c in cands if c.validated and c.name != "oz"]
+    text = pipelines.write(list(cands), others[0], {}, per_flag_set={"best_fixed_no_unwind": others[1]})
+    real = pipelines._data
+    monkeypatch.setattr(pipelines, "_data", lambda name: text if name == "candidates.tsv" else real(name))
+    pipelines._memo.clear()
+    try:
+        with_tables = FakeModule()
+        bare = FakeModule()
+        bare.unwind_tables = False
+        assert policy.plugin_entry(with_tables).name == others[0]
+        assert policy.plugin_entry(bare).name == others[1]
+        env = policy.preset_env()
+        assert env[policy.PRESET_VAR] == f"{pipelines.by_name(others[0]).codegen}:{pipelines.by_name(others[0]).passes}"
+        assert env[policy.PRESET_NO_UNWIND_VAR].endswith(pipelines.by_name(others[1]).passes)
+    finally:
+        monkeypatch.undo()
+        pipelines._memo.clear()
+    # The shipped file: where both flag sets have one default, one preset.
+    assert set(policy.preset_env()) <= {policy.PRESET_VAR, policy.PRESET_NO_UNWIND_VAR}
 
 
 def test_verify_ties_keep_oz(monkeypatch):
