@@ -29,8 +29,9 @@ def test_every_report_is_rendered():
     rendered = {name for name, _ in report.REPORTS}
     found = {p.relative_to(report.RESULTS).as_posix() for p in report.RESULTS.rglob("*.json")}
     assert found - report.NOT_REPORTS == rendered, (
-        f"reports without a renderer in bench/report.py: {sorted(found - report.NOT_REPORTS - rendered)}; "
-        f"renderers without a report: {sorted(rendered - found)}")
+        f"reports without a renderer in bench/report.py: {sorted(found - report.NOT_REPORTS - rendered)} "
+        "(add one to REPORTS, or list an input file that is not a report in NOT_REPORTS, or keep it out "
+        f"of bench/results); renderers without a report: {sorted(rendered - found)}")
 
 
 def test_readme_block_is_marked():
