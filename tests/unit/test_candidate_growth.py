@@ -18,21 +18,26 @@ from clang_llm import pipelines  # noqa: E402
 from clang_llm.train import labels, model, validate  # noqa: E402
 from clang_llm.train.store import pipeline_key  # noqa: E402
 
-COLS = ("module", "package", "split", "candidate", "text", "data", "ir_instructions", "error")
+COLS = labels.COLUMNS
 
 
 def _table(modules: dict[str, str], cands, set_hash: str):
     cols = {k: [] for k in COLS}
     for n, (h, split) in enumerate(modules.items()):
         for j, c in enumerate(cands):
-            for k, v in zip(COLS, (h, f"pkg{n % 3}", split, c.name, 100 - j % 7 + n, 0, 10, "")):
-                cols[k].append(v)
+            size = 100 - j % 7 + n
+            row = {"module": h, "package": f"pkg{n % 3}", "split": split, "flags": "default", "candidate": c.name,
+                   "image": size + 40, "ram": 0, "text": size, "unwind": 40, "data": 0, "ir_instructions": 10,
+                   "error": ""}
+            for k in COLS:
+                cols[k].append(row[k])
     meta = {"candidate_set": set_hash, "candidates": json.dumps([c.name for c in cands]), "command": "test"}
     return pa.table(cols).replace_schema_metadata(meta)
 
 
 def _fake_build(calls):
-    def build(mods, store, args, cands=None):
+    def build(mods, store, args, cands=None, flag_sets=None):
+        assert flag_sets == ["default"]
         calls.append(([m["hash"] for m in mods], [c.name for c in cands]))
         return _table({m["hash"]: m["split"] for m in mods}, cands, "")
     return build

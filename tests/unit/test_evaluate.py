@@ -377,10 +377,16 @@ def test_labels_extend_measures_only_the_missing_pairs(corpus, expected, tmp_pat
         before = len(store.table())
         table, measured, absent = labels.extend(old, store, args, {h: str(bc) for h, bc in corpus[1:]})
         assert len(store.table()) == before + measured
-    assert (measured, absent) == (2 * (len(corpus) - 1), 2)
-    got = {(r["module"], r["candidate"]): r["text"] for r in table.to_pylist()}
-    assert len(got) == table.num_rows == 2 * len(corpus) + measured
+    # Both flag sets (with and without unwind tables) of every module.
+    assert (measured, absent) == (2 * 2 * (len(corpus) - 1), 2 * 2)
+    got = {(r["module"], r["flags"], r["candidate"]): r for r in table.to_pylist()}
+    assert len(got) == table.num_rows == 2 * 2 * len(corpus) + measured
     for h, _ in corpus[1:]:
         for c in cands[2:]:
-            assert got[(h, c.name)] == expected[(h, pipeline_key(c.passes, c.codegen))]["text"]
+            want = expected[(h, pipeline_key(c.passes, c.codegen))]
+            assert got[(h, "default", c.name)]["text"] == want["text"]
+            assert got[(h, "default", c.name)]["image"] == want["image"]
+            # Without unwind tables: the same code, no FDEs.
+            assert got[(h, "no-unwind", c.name)]["unwind"] == 0
+            assert got[(h, "no-unwind", c.name)]["image"] == want["image"] - want["unwind"]
     assert not any((corpus[0][0], c.name) in got for c in cands[2:])

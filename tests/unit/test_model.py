@@ -256,7 +256,7 @@ def test_policy_onnx_verify_measures_the_models_verify_order(tmp_path, monkeypat
     monkeypatch.setenv("CLANG_LLM_VERIFY_K", "1")
     m = IRModule()
     measured = []
-    m.measure = lambda passes, codegen=0: measured.append(passes) or {"text": 10, "data": 0}
+    m.measure = lambda passes, codegen=0: measured.append(passes) or {"image": 12, "ram": 0, "text": 10, "data": 0}
     policy.plugin_entry(m)
     assert measured == [pipelines.oz_pipeline(), pipelines.candidates()[by_pred[-1]].passes]
 

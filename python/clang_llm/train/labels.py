@@ -95,24 +95,27 @@ def extend(old, store, args, bitcode: dict[str, str]):
         raise ValueError("the candidates the label table was made for changed (names, order or pipelines): "
                          "relabel with `clang-llm-data labels`")
     cols = old.to_pydict()
-    seen: dict[str, dict] = {}
-    have: dict[str, set[str]] = {}
-    for h, p, s, c in zip(cols["module"], cols["package"], cols["split"], cols["candidate"]):
-        seen.setdefault(h, {"hash": h, "package": p, "split": s})
-        have.setdefault(h, set()).add(c)
-    groups: dict[tuple[str, ...], list[dict]] = {}
+    if "flags" not in cols:
+        raise ValueError("the label table was made before the image metric (no flag sets, no image bytes): "
+                         "relabel with `clang-llm-data labels`")
+    seen: dict[tuple[str, str], dict] = {}
+    have: dict[tuple[str, str], set[str]] = {}
+    for h, p, s, f, c in zip(cols["module"], cols["package"], cols["split"], cols["flags"], cols["candidate"]):
+        seen.setdefault((h, f), {"hash": h, "package": p, "split": s})
+        have.setdefault((h, f), set()).add(c)
+    groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
     absent = 0
-    for h, m in seen.items():
-        lacking = tuple(c.name for c in current if c.name not in have[h])
+    for (h, f), m in seen.items():
+        lacking = tuple(c.name for c in current if c.name not in have[(h, f)])
         if lacking and h in bitcode:
-            groups.setdefault(lacking, []).append({**m, "path": bitcode[h]})
+            groups.setdefault((f, lacking), []).append({**m, "path": bitcode[h]})
         elif lacking:
             absent += len(lacking)
     parts = [old.replace_schema_metadata(None)]
     schema = parts[0].schema
     measured, per_split = 0, {}
-    for lacking, mods in groups.items():
-        parts.append(build(mods, store, args, [by_name[n] for n in lacking]).replace_schema_metadata(None)
+    for (flags, lacking), mods in groups.items():
+        parts.append(build(mods, store, args, [by_name[n] for n in lacking], [flags]).replace_schema_metadata(None)
                      .cast(schema))
         measured += len(lacking) * len(mods)
         for m in mods:
