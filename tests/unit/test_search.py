@@ -180,7 +180,8 @@ def fake_evaluate(monkeypatch):
         for j in jobs:
             calls.append(j)
             size = _fake_size(j.passes, j.codegen)
-            res = Result(None, None, None, "LLVM ERROR: fake", 0.0) if size < 0 else Result(size, 0, 0, None, 0.0)
+            res = Result(None, None, None, "LLVM ERROR: fake", 0.0) if size < 0 else Result(size, 0, 0, None, 0.0,
+                                                                                          image=size, ram=0)
             out[(j.module_hash, pipeline_key(j.passes, j.codegen))] = res
         return out
 
@@ -536,9 +537,9 @@ def _leaves(passes: str) -> int:
 
 @pytest.fixture
 def fake_climb_evaluate(monkeypatch):
-    """.text grows with every pass beyond -Oz's (5 bytes each); mergefunc saves 30
-    bytes of .text but adds 200 of data; a pipeline with 3 instcombines more
-    than -Oz fails to compile."""
+    """Code grows with every pass beyond -Oz's (5 bytes each); mergefunc saves 30
+    bytes of code but adds 200 of writable data (image and RAM); a pipeline with
+    3 instcombines more than -Oz fails to compile."""
     from clang_llm.train import evaluate
 
     oz_leaves = _leaves(pipelines.oz_pipeline())
@@ -550,21 +551,23 @@ def fake_climb_evaluate(monkeypatch):
             merge = "mergefunc" in j.passes
             text = 1000 + 5 * (_leaves(j.passes) - oz_leaves) + int(j.module_hash[-1], 16) - (30 if merge else 0)
             bad = j.passes.count("instcombine") >= oz_combines + 3
-            res = Result.failure("LLVM ERROR: fake") if bad else Result(text, 100 + (200 if merge else 0), 0, None, 0.0)
+            ram = 100 + (200 if merge else 0)
+            res = Result.failure("LLVM ERROR: fake") if bad else Result(text, ram, 0, None, 0.0, image=text + ram,
+                                                                          ram=ram)
             out[(j.module_hash, pipeline_key(j.passes, j.codegen))] = res
         return out
 
     monkeypatch.setattr(evaluate, "run", run)
 
 
-def test_climb_judges_text_data_and_failures():
+def test_climb_judges_image_ram_and_failures():
     from clang_llm.train import climb
 
     assert climb.judge([100, 200], [110, 210], [90, 190], [100, 200], 0.01)[0]
     # Smaller, but not by the gain asked for.
     assert not climb.judge([100, 200], [110, 210], [99, 200], [109, 210], 0.01)[0]
-    # .text moved into data.
-    assert climb.judge([100, 200], [110, 210], [90, 190], [130, 230], 0.01)[2] == ".text + data larger"
+    # A smaller image that needs more RAM (a table made writable).
+    assert climb.judge([100, 200], [110, 210], [90, 190], [130, 230], 0.01)[2] == "RAM larger"
     assert climb.judge([100, 200], [110, 210], [50, None], [60, None], 0.01)[2] == "failed on a module"
     # Equal is not smaller.
     assert not climb.judge([100], [100], [100], [100], 0.0)[0]

@@ -8,8 +8,9 @@ was the best single among per-module winners found without the knobs. This
 climbs from a shipped candidate (its knob bits kept), a few edits at a time:
 each step proposes mutants (search's edit grammar), measures them on a seeded
 sample of training modules, and keeps the best only if it lowers the geomean
-.text by at least --min-gain without moving bytes into data (.text + data must
-not grow) and without a failed evaluation on any module. At the end, the
+image bytes (clang_llm.sizes: what the module adds to the linked program) by at
+least --min-gain without making RAM grow (the summed data + bss must not grow)
+and without a failed evaluation on any module. At the end, the
 pipeline of every accepted step is measured on a second sample from other
 packages, so fitting the sample's own modules shows in the report.
 
@@ -59,23 +60,23 @@ def log_ratio(new: list[float], cur: list[float]) -> float:
 
 def judge(cur_text: list[float], cur_total: list[float], new_text: list[float | None],
           new_total: list[float | None], min_gain: float) -> tuple[bool, float | None, str]:
-    """Whether a mutant replaces the current pipeline: no failed module, .text
-    geomean lower by at least min_gain (log ratio), .text + data not larger (a
-    pass that turns code into tables must not count as a win). Returns
-    (accept, .text log ratio or None, reason)."""
+    """Whether a mutant replaces the current pipeline: no failed module, image
+    geomean (cur_text, new_text) lower by at least min_gain (log ratio), RAM
+    (cur_total, new_total) not larger (a pass that makes a table writable must
+    not count as a win). Returns (accept, image log ratio or None, reason)."""
     if any(t is None for t in new_text) or any(t is None for t in new_total):
         return False, None, "failed on a module"
     gain = log_ratio(new_text, cur_text)
     if not gain < -min_gain:
         return False, gain, "not smaller enough"
     if log_ratio(new_total, cur_total) > 0:
-        return False, gain, ".text + data larger"
+        return False, gain, "RAM larger"
     return True, gain, "smaller"
 
 
 def with_floor(sizes, floor):
-    """(.text, .text + data) per module as verify mode would get them with the
-    pipeline measured beside others: the smaller by .text of the pipeline and
+    """(image, RAM) per module as verify mode would get them with the
+    pipeline measured beside others: the smaller by image of the pipeline and
     floor (the best of the others and -Oz per module, same order), or the
     sizes as they are without a floor. A failed module stays failed."""
     if floor is None:
@@ -95,7 +96,7 @@ def with_floor(sizes, floor):
 
 
 def floor_of(measured: list[tuple[list, list]]):
-    """Per module, the (.text, .text + data) of the smallest by .text among
+    """Per module, the (image, RAM) of the smallest by image among
     several pipelines' measurements (a failure counts as absent; where all
     failed, nothing is a floor)."""
     out = []
@@ -159,7 +160,7 @@ def propose(nodes, rng: random.Random, n: int, seen: set[str], offers=()) -> lis
 
 
 def _measure(mods, passes_list: list[str], codegen: int, store, args, desc: str):
-    """{passes: ([.text or None per module], [.text + data or None per module])}."""
+    """{passes: ([image bytes or None per module], [RAM bytes or None per module])}."""
     from . import evaluate
 
     jobs = [evaluate.Job(h, p, passes, codegen) for passes in passes_list for h, p in mods]
@@ -169,8 +170,8 @@ def _measure(mods, passes_list: list[str], codegen: int, store, args, desc: str)
     for passes in passes_list:
         key = evaluate.pipeline_key(passes, codegen)
         rs = [res[(h, key)] for h, _ in mods]
-        out[passes] = ([r.text if r.ok else None for r in rs],
-                       [r.text + (r.data or 0) if r.ok else None for r in rs])
+        out[passes] = ([r.size if r.ok else None for r in rs],
+                       [r.ram if r.ok else None for r in rs])
     return out
 
 

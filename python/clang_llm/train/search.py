@@ -48,7 +48,7 @@ class ModuleState:
     rng: random.Random
     seen: dict[str, tuple[P.Individual, float]] = field(default_factory=dict)  # pipeline key -> (ind, text)
     evaluations: int = 0
-    # (evaluations so far, best .text so far) after every round: what a smaller budget would have found.
+    # (evaluations so far, best image bytes so far) after every round: what a smaller budget would have found.
     history: list[tuple[int, float]] = field(default_factory=list)
 
     def ranked(self) -> list[tuple[P.Individual, float]]:
@@ -142,7 +142,7 @@ def _evaluate(states: list[ModuleState], batch: dict[str, list[P.Individual]], s
                            address=args.address, progress=not args.quiet, desc=desc)
     for (mh, k), (st, ind) in index.items():
         res = results[(mh, k)]
-        st.seen[k] = (ind, float(res.text) if res.ok else FAILED)
+        st.seen[k] = (ind, float(res.size) if res.ok else FAILED)
         st.evaluations += 1
     for st in states:
         if st.hash in batch:
@@ -225,7 +225,7 @@ def geomean(ratios: list[float]) -> float:
 
 
 def best_within(history: list[tuple[int, float]], budget: int) -> float:
-    """Best .text a search stopped after `budget` evaluations had found (rounds end on their own counts)."""
+    """Best image size a search stopped after `budget` evaluations had found (rounds end on their own counts)."""
     within = [t for n, t in history if n <= budget]
     return within[-1] if within else FAILED
 

@@ -110,8 +110,9 @@ def _pair(item) -> tuple[str, int]:
 
 
 def ratio_matrix(modules: list[dict], pool: list, store, args) -> list[list[float]]:
-    """R[m][p] = .text of module m under pool[p] (an Individual or a Candidate) /
-    .text under -Oz (inf when it failed)."""
+    """R[m][p] = image bytes (clang_llm.sizes) of module m under pool[p] (an
+    Individual or a Candidate) / image bytes under -Oz (inf when it failed, or
+    when it needs more RAM than -Oz: verify mode would never take it)."""
     from . import evaluate
     from .store import pipeline_key
 
@@ -124,9 +125,10 @@ def ratio_matrix(modules: list[dict], pool: list, store, args) -> list[list[floa
     rows = []
     for m in modules:
         oz = res[(m["hash"], oz_key)]
-        if not oz.ok or not oz.text:
+        if not oz.ok or not oz.size:
             continue  # modules without code (or that -Oz cannot compile) say nothing about pipelines
-        rows.append([(res[(m["hash"], k)].text / oz.text) if res[(m["hash"], k)].ok else FAILED for k in keys])
+        rows.append([r.size / oz.size if r.ok and r.ram <= oz.ram else FAILED
+                     for r in (res[(m["hash"], k)] for k in keys)])
     return rows
 
 
