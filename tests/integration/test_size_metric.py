@@ -242,3 +242,25 @@ def test_a_linked_program_measures_as_size_counts_it(tmp_path, clang):
     text, data, bss = (int(x) for x in run(["llvm-size-22", "-B", exe]).stdout.decode().splitlines()[1].split()[:3])
     assert got["image"] == text + data
     assert got["ram"] == data + bss
+
+
+@pytest.mark.parametrize("flags", [[], ["-fno-asynchronous-unwind-tables"]])
+def test_verify_is_never_larger_than_oz_in_image_or_ram(tmp_path, flags):
+    """Verify mode's guarantee, per module, on the bundled example: the object
+    it writes is the measured choice, and that is no larger than -Oz's in image
+    bytes and needs no more RAM."""
+    import json
+
+    from conftest import BIN, ROOT, clean_env
+
+    log = tmp_path / "log.jsonl"
+    for src in sorted((ROOT / "examples" / "minicalc").glob("*.c")):
+        got, oz = tmp_path / f"{src.stem}.o", tmp_path / f"{src.stem}.oz.o"
+        run([BIN / "clang-llm", "-Oz-llm=verify", *flags, "-c", src, "-o", got],
+            env=clean_env(CLANG_LLM_STRICT=1, CLANG_LLM_LOG=log, CLANG_LLM_VERIFY_K=8))
+        run(["clang-22", "-Oz", *flags, "-c", src, "-o", oz])
+        g, o = _core.object_sizes(got.read_bytes()), _core.object_sizes(oz.read_bytes())
+        assert g["image"] <= o["image"] and g["ram"] <= o["ram"], src.name
+        entry = json.loads(log.read_text().splitlines()[-1])
+        assert entry["measured"]["oz"]["image"] == o["image"]
+        assert entry["measured"][entry["pipeline"]]["image"] == g["image"]
