@@ -22,7 +22,7 @@ from .model import coverage_order, fixed_ranking, load_labels
 def choose(lab, validated: list[str]) -> dict:
     """The default and verify order of one flag set's labels, with the figures
     behind them."""
-    train = lab.scored("train")
+    train = lab.scored("train", [j for j, n in enumerate(lab.candidates) if n in validated])
     growth = lab.ram_growth(train)
     no_ram = [n for j, n in enumerate(lab.candidates) if n in validated and growth[j] == 0]
     order, score, used = fixed_ranking(lab, no_ram)
