@@ -178,10 +178,19 @@ class Ranking(list):
 
 def _onnx(module) -> Ranking:
     """The learned model (clang_llm.ranker): every candidate ranked by its
-    predicted .text relative to -Oz; in verify mode also the model's verify
-    order (ranker.verify_order). A missing, corrupt or mismatched model is a
-    PolicyError (the usual fallback to -Oz, or an error under CLANG_LLM_STRICT)."""
+    predicted image size (clang_llm.sizes) relative to -Oz; in verify mode also
+    the model's verify order (ranker.verify_order). A missing, corrupt or
+    mismatched model is a PolicyError (the usual fallback to -Oz, or an error
+    under CLANG_LLM_STRICT)."""
     from . import ranker
+
+    if _flag_set(module) != "default":
+        # The model learned from modules with unwind tables (clang's default);
+        # without them another candidate is smallest (no FDE per outlined
+        # function), a flag set it has not seen: its default and verify order.
+        out = _best_fixed(module)
+        out.note = "no unwind tables: the model learned with them; this flag set's default and verify order"
+        return out
 
     try:
         model = ranker.get()

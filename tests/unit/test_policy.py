@@ -410,3 +410,16 @@ def test_shipped_candidates_agree_with_the_gate_report():
             assert entry["ok"], (c.name, entry["reasons"])
         else:
             assert not entry["ok"] or c.note.startswith("EXCLUDED"), c.name
+
+
+def test_the_model_leaves_modules_without_unwind_tables_to_their_default(monkeypatch):
+    # The model learned from modules with unwind tables; without them it is not
+    # asked (no model file is even read), the flag set's default is used.
+    monkeypatch.setenv("CLANG_LLM_POLICY", "onnx")
+    monkeypatch.setenv("CLANG_LLM_POLICY_ISOLATE", "0")
+    monkeypatch.setenv("CLANG_LLM_MODEL", "/nonexistent/model.onnx")
+    monkeypatch.setenv("CLANG_LLM_STRICT", "1")
+    bare = FakeModule()
+    bare.unwind_tables = False
+    d = policy.decide(bare)
+    assert d.name == pipelines.best_fixed("no-unwind").name and "no unwind tables" in d.note
