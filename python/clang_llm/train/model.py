@@ -74,6 +74,8 @@ class Labels:
     measured: "np.ndarray | None" = None  # noqa: F821
     # [M, K] RAM bytes (data + bss), None in tables made before the image metric.
     ram: "np.ndarray | None" = None  # noqa: F821
+    # [M, K] .text bytes, a diagnostic beside the image (None where size is .text).
+    text: "np.ndarray | None" = None  # noqa: F821
 
     def verify_size(self) -> "np.ndarray":  # noqa: F821
         """size as verify mode can get it: a candidate that needs more RAM than
@@ -113,10 +115,11 @@ class Labels:
         return Labels([self.modules[i] for i in keep], [self.package[i] for i in keep],
                       [self.split[i] for i in keep], self.candidates, self.size[keep], self.source,
                       None if self.measured is None else self.measured[keep],
-                      None if self.ram is None else self.ram[keep])
+                      None if self.ram is None else self.ram[keep], None if self.text is None else self.text[keep])
 
     def with_split(self, split: list[str]) -> "Labels":
-        return Labels(self.modules, self.package, split, self.candidates, self.size, self.source, self.measured, self.ram)
+        return Labels(self.modules, self.package, split, self.candidates, self.size, self.source, self.measured,
+                      self.ram, self.text)
 
 
 def load_labels(path: Path | None, flags: str = "default") -> Labels:
@@ -146,6 +149,7 @@ def load_labels(path: Path | None, flags: str = "default") -> Labels:
             split.append(s)
     text = np.full((len(index), len(names)), np.nan)
     ram = np.full(text.shape, np.nan) if sizes.RAM in cols else None
+    code = np.full(text.shape, np.nan) if objective != "text" else None
     measured = np.zeros(text.shape, dtype=bool)
     for i, (h, c, t, err) in enumerate(zip(cols["module"], cols["candidate"], cols[objective], cols["error"])):
         if c in col:
@@ -154,11 +158,14 @@ def load_labels(path: Path | None, flags: str = "default") -> Labels:
                 text[index[h], col[c]] = t
                 if ram is not None:
                     ram[index[h], col[c]] = cols[sizes.RAM][i]
+                if code is not None:
+                    code[index[h], col[c]] = cols["text"][i]
     keep = ~np.isnan(text[:, 0])  # a module without an -Oz size has nothing to compare with
     mods = [h for h, k in zip(index, keep) if k]
     return Labels(mods, [p for p, k in zip(package, keep) if k], [s for s, k in zip(split, keep) if k],
                   names, text[keep], str(path or committed_dir() / "labels.parquet"),
-                  None if measured[keep].all() else measured[keep], None if ram is None else ram[keep])
+                  None if measured[keep].all() else measured[keep], None if ram is None else ram[keep],
+                  None if code is None else code[keep])
 
 
 def targets(text):
