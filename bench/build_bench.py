@@ -5,7 +5,7 @@
     python bench/build_bench.py --package zlib --reps 5
     python bench/build_bench.py --out /tmp/report        # writes /tmp/report.md and .json
 
-One real Debian source package (clang_llm.debsrc) is configured and built in a
+One real Debian source package (clang_llm.train.debsrc) is configured and built in a
 fresh tree for every configuration and repetition, the configurations rotating
 order from one repetition to the next so that drift in the machine's speed (cache
 warmth, thermal state, other load) does not land on one configuration. It reports:
@@ -50,7 +50,7 @@ REPO = HERE.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "python"))  # run from a checkout without activating the venv
 
-from clang_llm import debsrc  # noqa: E402
+from clang_llm.train import debsrc  # noqa: E402
 
 
 @dataclass(frozen=True)

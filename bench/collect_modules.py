@@ -37,8 +37,8 @@ REPO = HERE.parent
 CACHE = Path.home() / ".cache" / "clang-llm"
 
 sys.path.insert(0, str(REPO / "python"))  # harmless when clang_llm is installed (editable)
-from clang_llm import debsrc  # noqa: E402
-from clang_llm.debsrc import Recipe  # noqa: E402
+from clang_llm.train import debsrc  # noqa: E402
+from clang_llm.train.debsrc import Recipe  # noqa: E402
 from clang_llm.train import corpus  # noqa: E402
 
 
@@ -151,7 +151,7 @@ def build_package(package: str, args) -> dict:
                 break
     info = {
         "version": version,
-        "recipe": "clang_llm.debsrc" if package in debsrc.RECIPES else "bench/collect_modules.py",
+        "recipe": "clang_llm.train.debsrc" if package in debsrc.RECIPES else "bench/collect_modules.py",
         "system": rec.system,
         "build_s": round(build_s, 1),
         "modules_seen": len(decisions),

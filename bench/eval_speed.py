@@ -44,7 +44,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "python"))  # harmless when clang_llm is installed (editable)
 
-from clang_llm import _core, debsrc, pipelines  # noqa: E402
+from clang_llm import _core, pipelines  # noqa: E402
+from clang_llm.train import debsrc  # noqa: E402
 from clang_llm.train.evaluate import Job, run  # noqa: E402
 from clang_llm.train.store import Store, pipeline_key  # noqa: E402
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(HERE))
 
 from build_bench import BASELINE, CONFIGS, log, machine_info  # noqa: E402
-from clang_llm import debsrc  # noqa: E402
+from clang_llm.train import debsrc  # noqa: E402
 from clang_llm.train import corpus  # noqa: E402
 
 DEFAULT_CONFIGS = ("oz", "llm", "verify")

@@ -52,8 +52,8 @@ def plugin():
 @pytest.fixture(scope="session")
 def lua_sources(tmp_path_factory):
     """Real translation units: Lua 5.4's interpreter and library, from Debian's
-    source package (cached between runs by clang_llm.debsrc)."""
-    from clang_llm import debsrc
+    source package (cached between runs by clang_llm.train.debsrc)."""
+    from clang_llm.train import debsrc
 
     try:
         debsrc.fetch("lua5.4")

@@ -5,7 +5,7 @@ its own test suite. Strict mode turns any fallback into a build failure, and the
 decision log must account for every object the build produced, so a build that
 silently bypassed the plugin cannot pass.
 
-Sources come from `apt-get source` once and are cached by clang_llm.debsrc
+Sources come from `apt-get source` once and are cached by clang_llm.train.debsrc
 (CLANG_LLM_SRC_CACHE); without a reachable mirror and an empty cache the tests skip.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from clang_llm import debsrc
+from clang_llm.train import debsrc
 from conftest import BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from clang_llm import debsrc
+from clang_llm.train import debsrc
 from clang_llm.train import validate
 
 

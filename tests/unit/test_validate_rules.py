@@ -134,7 +134,7 @@ def test_canaries_are_the_tests_any_pipeline_failed(monkeypatch, tmp_path):
 @pytest.fixture
 def fake_sources(monkeypatch, tmp_path):
     """debsrc's cache with a fake .dsc per package, and a baseline in tmp_path."""
-    from clang_llm import debsrc
+    from clang_llm.train import debsrc
 
     def fetch(package):
         d = tmp_path / "src" / package
@@ -168,7 +168,7 @@ def test_program_tests_follow_the_baseline_and_the_source_version(fake_sources):
 def test_program_tests_refuse_a_recipe_changed_since_the_baseline(fake_sources, monkeypatch):
     from dataclasses import replace
 
-    from clang_llm import debsrc
+    from clang_llm.train import debsrc
 
     monkeypatch.setitem(debsrc.RECIPES, "bzip2", replace(debsrc.RECIPES["bzip2"], test=(("true",),)))
     with pytest.raises(validate.ValidateError, match="programs/bzip2: the debsrc recipe changed"):

@@ -11,7 +11,7 @@
         ...
 
 Every package named in the manifest (data/corpus_manifest.toml) is fetched with
-``apt-get source`` (clang_llm.debsrc), configured with CC=clang-llm CFLAGS=-Oz-llm
+``apt-get source`` (clang_llm.train.debsrc), configured with CC=clang-llm CFLAGS=-Oz-llm
 and built through its own build system with capture mode on (CLANG_LLM_CAPTURE,
 see clang_llm.policy.capture), so each translation unit's module is saved as it
 leaves clang's front end. Configure runs without capture: its probe programs are
@@ -61,7 +61,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import debsrc
+from . import debsrc
 from . import committed_dir, data_root, write_atomic
 
 MANIFEST = committed_dir() / "corpus_manifest.toml"

@@ -19,7 +19,7 @@ A pipeline (passes, codegen knob bits) passes when
   (data/gate_regressions/), each reduced from the case that was found, pass;
 - csmith: on csmith-generated programs (fixed seeds) the output equals -O0's;
 - programs: real Debian source packages (zlib, bzip2, lua5.4, xz-utils, jansson,
-  cjson, pcre2; the recipes of clang_llm.debsrc) built with the pipeline through their own build
+  cjson, pcre2; the recipes of clang_llm.train.debsrc) built with the pipeline through their own build
   systems still pass their own test suites. Single-file tests miss what whole
   programs exercise: s19+mo passed the other suites and broke zlib's inflate.
 
@@ -840,7 +840,7 @@ def csmith_tests() -> list[Test]:
 
 
 def _recipe_digest(package: str) -> str:
-    from .. import debsrc
+    from . import debsrc
 
     return _digest(repr(debsrc.recipe(package)))
 
@@ -866,7 +866,7 @@ def _program_test(package: str) -> Test:
     """A package of PROGRAMS as a test; its digest names the Debian source
     (the .dsc pins every tarball's checksum) and the recipe, so cached outcomes
     are not reused for another source version."""
-    from .. import debsrc
+    from . import debsrc
 
     try:
         dsc = debsrc._dsc(debsrc.fetch(package))
@@ -899,7 +899,7 @@ def build_and_test_package(comp: Compiler, test: Test, work: Path, jobs: int) ->
     test logs, and whatever the test suite wrote (test-suite.log, per-test logs
     and outputs), in a directory under cache_dir()/program-logs that the
     outcome's detail names: a flake is diagnosed from what it left, not rerun."""
-    from .. import debsrc
+    from . import debsrc
 
     package = test.id.split("/", 1)[1]
     start = time.perf_counter()
@@ -954,7 +954,7 @@ def _is_artifact(path: Path) -> bool:
 def _keep_logs(comp: Compiler, package: str, tree: Path, since: float | None = None) -> Path:
     """Copy the build and test logs, and every text file the test suite wrote
     into the tree (modified at or after `since`), to a fresh directory; returns it."""
-    from .. import debsrc
+    from . import debsrc
 
     tag = re.sub(r"[^A-Za-z0-9_.+-]", "_", comp.name)
     root = cache_dir() / "program-logs"
@@ -1006,7 +1006,7 @@ def build_programs_baseline(jobs: int, out: Path, log: Callable[[str], None] = p
              "seconds": round(time.perf_counter() - start, 1)}
     header = [
         "# Debian source packages whose own test suites pass when built with clang-22 -Oz",
-        "# (recipes: clang_llm.debsrc). Rebuild: clang-llm-data validate baseline",
+        "# (recipes: clang_llm.train.debsrc). Rebuild: clang-llm-data validate baseline",
         f"# clang\t{_clang_version()}",
         f"# stats\t{json.dumps(stats, sort_keys=True)}",
         "# package<TAB>digest of the recipe<TAB>the Debian source it passed with",

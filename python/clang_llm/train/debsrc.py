@@ -604,7 +604,7 @@ def text_sizes(objects: Sequence[Path], root: Path | None = None) -> dict[str, i
     Uses the project's one size function (_core.object_sizes), so these numbers are
     the ones verify mode compares.
     """
-    from . import _core  # imported here: loading the extension is not free
+    from .. import _core  # imported here: loading the extension is not free
 
     out = {}
     for p in objects:
