@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from clang_llm import debsrc
+from clang_llm.train import debsrc
 from clang_llm.train import validate
 
 pytestmark = pytest.mark.integration
