@@ -40,8 +40,11 @@ def test_compile_gets_plugin():
 
     plan = rw("-Oz-llm", "-c", "f.c", "-o", "f.o")
     assert plan.args == ["-Oz", "-c", "f.c", "-o", "f.o", *PLUGIN_FLAGS]
-    # The default back end cannot depend on the module, so the driver decides.
-    assert plan.used_plugin and plan.env == {policy.PRESET_VAR: policy.preset_decision()}
+    # The default back end cannot depend on the module, so the driver decides:
+    # one decision per flag set, the plugin picks by the module's uwtable flag.
+    assert plan.used_plugin and plan.env == policy.preset_env()
+    assert plan.env[policy.PRESET_VAR] == policy.preset_decision(True)
+    assert plan.env.get(policy.PRESET_NO_UNWIND_VAR, plan.env[policy.PRESET_VAR]) == policy.preset_decision(False)
 
 
 def test_verify_sets_mode():
