@@ -21,9 +21,10 @@ runtime computes, so no corpus is needed) and compares, against
   predicted, for comparison;
 - oracle of K: the smallest candidate per module (the ceiling of any ranking).
 
-Per module (geomean of .text ratios over modules with code, total .text, share
+Per module (geomean of image ratios (clang_llm.sizes; flag set: unwind tables on) over modules
+with code, total image bytes, share
 of modules improved / regressed) and per package: the label table has no linked
-programs, so each package's total .text over its modules stands in for its
+programs, so each package's total image bytes over its modules stand in for its
 program (linking would add the same runtime and startup code to every policy).
 
 A candidate whose evaluation failed counts as -Oz (the policy falls back).
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
         "top1_choices": dict(collections.Counter(lab.candidates[j] for j in order[:, 0]).most_common()),
         "seconds": round(time.time() - t0, 1),
         "results": results,
-        "program_note": "no linked programs in the label table: per package, the total .text of its labelled "
+        "program_note": "no linked programs in the label table: per package, the total image bytes of its labelled "
                         "modules stands in (bench/program_sizes.py builds and links the test packages)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -172,10 +173,11 @@ def main(argv=None) -> int:
         + (f" ({len(missing)} with neither bitcode nor a feature-table row left out)" if missing else "")
         + (f" ({len(unmeasured)} not measured under every candidate left out)" if unmeasured else "")
         + f"; model `{r.path}` "
-        f"(variant {r.meta.get('variant', '?')}, inputs {r.meta.get('inputs')}). Sizes are .text bytes "
-        "measured with clang -Oz's code generator; ratios are policy / -Oz (lower is better).", "",
+        f"(variant {r.meta.get('variant', '?')}, inputs {r.meta.get('inputs')}). Sizes are image bytes (what a "
+        "module adds to a linked program, unwind tables on) measured with clang -Oz's code generator; ratios "
+        "are policy / -Oz (lower is better).", "",
         "## Per module", "",
-        "| policy | geomean ratio | total .text reduction | improved | regressed |", "| --- | --- | --- | --- | --- |",
+        "| policy | geomean ratio | total reduction | improved | regressed |", "| --- | --- | --- | --- | --- |",
     ]
     for name, res in results.items():
         s = res["modules"]
@@ -186,7 +188,7 @@ def main(argv=None) -> int:
     for name, res in results.items():
         p = res["programs"]
         md.append(f"| {name} | {p['geomean_ratio']:.5f} | {p['improved']} | {p['regressed']} |")
-    md += ["", f"Prediction error (mean |predicted - measured| of log(text_c / text_oz)): "
+    md += ["", f"Prediction error (mean |predicted - measured| of log(size_c / size_oz)): "
                f"{report['prediction_mae_log_ratio']:.4f}; top-1 is a per-module best candidate in "
                f"{report['top1_is_oracle']:.1%} of modules; top-1 is not the shipped default on "
                f"{report['top1_not_default']} of {len(rows)} modules; {report['outside_training_range']} modules "
@@ -214,14 +216,14 @@ def plot(policies: dict, text, path: Path) -> None:
     a.barh(range(len(names)), [(1 - g) * 100 for g in geo], color="tab:blue")
     a.set_yticks(range(len(names)), [n if len(n) < 40 else n[:37] + "..." for n in names], fontsize=8)
     a.invert_yaxis()
-    a.set_xlabel("geomean .text reduction vs -Oz (%)")
+    a.set_xlabel("geomean image reduction vs -Oz (%)")
     a.axvline(0, color="black", linewidth=0.8)
     for name in names:
         r = np.sort(policies[name][code] / text[code, 0])
         b.plot(r, np.arange(1, len(r) + 1) / len(r), label=name if len(name) < 40 else name[:37] + "...")
     b.set_xlim(0.85, 1.1)
     b.axvline(1.0, color="black", linewidth=0.8)
-    b.set_xlabel("per-module .text ratio vs -Oz")
+    b.set_xlabel("per-module image ratio vs -Oz")
     b.set_ylabel("share of modules (CDF)")
     b.legend(fontsize=7)
     fig.suptitle("clang-llm policy vs -Oz on held-out modules")

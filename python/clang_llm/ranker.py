@@ -1,5 +1,5 @@
 """The learned ranking at run time: an ONNX model that predicts, for every
-candidate pipeline, log(text_c / text_oz) of a module, and ranks by it.
+candidate pipeline, log(image_c / image_oz) (clang_llm.sizes: the bytes it adds to a linked program) of a module, and ranks by it.
 
 The policy's ``onnx`` back end, ``clang-llm explain`` and the benchmarks use
 Ranker; training (clang_llm.train.model) writes models through metadata() so the
@@ -247,7 +247,7 @@ class Ranker:
         return feed
 
     def predict(self, text: str, residuals: bool = False):
-        """log(text_c / text_oz) predicted for every candidate, as float32 [K];
+        """log(image_c / image_oz) predicted for every candidate, as float32 [K];
         with residuals, also the model's residual pool ([S, K], or None)."""
         return self.predict_feed(self.feeds(text), residuals)
 
@@ -272,7 +272,7 @@ class Ranker:
         return out, pool
 
     def rank(self, text: str, verify: bool = False):
-        """(candidates best first, {name: predicted text_c / text_oz}); with
+        """(candidates best first, {name: predicted image_c / image_oz}); with
         verify, also the order verify mode should measure them in. Afterwards
         last_outside says why the module was outside the model's training range
         (so top-1 kept the preferred candidate and verify mode gets the static

@@ -108,7 +108,14 @@ class Labels:
         rows = self.rows(split)
         if self.measured is None:
             return rows
-        m = self.measured if columns is None else self.measured[:, columns]
+        if columns is None:
+            # A candidate that failed the gate is never chosen nor measured by
+            # verify mode: a table need not have measured it.
+            from .. import pipelines
+
+            usable = set(pipelines.usable_names())
+            columns = [j for j, n in enumerate(self.candidates) if n in usable]
+        m = self.measured[:, columns]
         return [i for i in rows if m[i].all()]
 
     def subset(self, keep: list[int]) -> "Labels":
@@ -176,7 +183,7 @@ def targets(text):
 
 
 def fixed_ranking(lab: Labels, only: list[str] | None = None) -> tuple[list[int], dict[str, float], int]:
-    """Candidates by their geomean .text ratio to -Oz over the training modules
+    """Candidates by their geomean image ratio (clang_llm.sizes) to -Oz over the training modules
     that have code and every considered candidate measured, best first: the
     default back end's pipeline (`clang-llm-data best-fixed`) and the baseline
     every report compares with, computed here only. only: candidate names to
@@ -195,7 +202,7 @@ def fixed_ranking(lab: Labels, only: list[str] | None = None) -> tuple[list[int]
 def coverage_order(lab: Labels, only: list[str] | None = None) -> tuple[list[int], list[float], int]:
     """The order verify mode should measure candidates in when nothing is known
     about the module: greedily, each next candidate is the one that most lowers
-    the training geomean of the smallest .text among -Oz (always measured) and
+    the training geomean of the smallest image among -Oz (always measured) and
     the candidates before it. Ranking by each candidate's own geomean instead
     measures near-copies of one pipeline, which rarely win where it loses. A
     failed evaluation counts as -Oz (the policy falls back). only: candidate
@@ -216,7 +223,7 @@ def coverage_order(lab: Labels, only: list[str] | None = None) -> tuple[list[int
 # --- scoring -------------------------------------------------------------------------
 
 def choose_sizes(text, order, k: int = 1):
-    """Per module, the .text that a policy gets: top-1 of `order` (candidate indices,
+    """Per module, the size (image bytes) that a policy gets: top-1 of `order` (candidate indices,
     best first, per module), or with k > 1 verify mode: the smallest of -Oz and the
     first k measured. A failed candidate counts as -Oz (the policy falls back)."""
     import numpy as np
@@ -232,7 +239,7 @@ def choose_sizes(text, order, k: int = 1):
 
 def score(text, chosen) -> dict:
     """How a choice compares with -Oz on the same modules: geomean of per-module
-    ratios (modules with code only), total .text reduction, share of modules that
+    ratios (modules with code only), total reduction, share of modules that
     got smaller / larger."""
     import numpy as np
 
@@ -608,7 +615,7 @@ class TrainConfig:
     rank_weight: float = 1.0
 
 
-# Temperature of the listwise loss, in scaled units: 0.2 / SCALE = 1% of .text.
+# Temperature of the listwise loss, in scaled units: 0.2 / SCALE = 1% of the size.
 RANK_TEMPERATURE = 0.2
 
 
@@ -1277,12 +1284,12 @@ def write_report(report: dict, stem: Path) -> None:
            != report["modules"] else "")
         + f"Candidates: {len(report['candidates'])}. Best fixed on training: `{report['best_fixed']}`. "
         f"Command: `{report['command']}` ({report['seconds']} s).", "",
-        "Ratios are .text under the policy's choice / .text under -Oz; geomean over modules with code.", "",
+        "Ratios are image bytes (what the module adds to a linked program, flag set: unwind tables on) under the policy's choice / under -Oz; geomean over modules with code.", "",
         "Verify k: the smallest of -Oz and k measured candidates, in the variant's verify order (a model's "
         "residual cover, ranker.verify_order; best fixed: the static coverage order); \"by prediction\": the k "
         "best predicted instead. Out-of-fold: top-1 on the training modules, each predicted by a model trained "
         "without its package.", "",
-        "| variant | geomean ratio | total .text reduction | improved | regressed | verify k=2 | k=4 | k=8 "
+        "| variant | geomean ratio | total reduction | improved | regressed | verify k=2 | k=4 | k=8 "
         "| k=4 by prediction | top-1 out-of-fold (train) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
