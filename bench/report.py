@@ -479,7 +479,7 @@ def plots() -> None:
             ax.barh([k + i * h for k in range(len(pkgs))], xs, height=h, label=rep["labels"][c])
         ax.set_yticks([k + h * (len(cfgs) - 1) / 2 for k in range(len(pkgs))], pkgs)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_xlabel("`size` text + data vs clang-22 -Oz, package total (%)")
+        ax.set_xlabel("size (text + data) vs clang-22 -Oz, package total (%)")
         ax.set_title(FLAG_SET_NAMES[fs], fontsize=9)
     axes[0][0].invert_yaxis()
     axes[0][0].legend(fontsize=8)

@@ -601,8 +601,9 @@ def object_files(tree: Path) -> list[Path]:
 def text_sizes(objects: Sequence[Path], root: Path | None = None) -> dict[str, int]:
     """Executable-section bytes per object, keyed by path relative to root (or the name).
 
-    Uses the project's one size function (_core.object_sizes), so these numbers are
-    the ones verify mode compares.
+    A diagnostic (the project's one size function, _core.object_sizes, reads
+    them); what verify mode compares and reports rank by is the image, the bytes
+    an object adds to the linked program (clang_llm.sizes).
     """
     from .. import _core  # imported here: loading the extension is not free
 
