@@ -86,6 +86,20 @@ def main(argv=None) -> int:
         per.append({"module": h, "ir_bytes": len(text), "chunks": int(feeds["tokens"].shape[0]) if "tokens" in feeds else 0,
                     "ir_text_ms": best[0], "prepare_ms": best[1], "inference_ms": best[2],
                     "policy_ms": best[1] + best[2], "verify_order_ms": best[3]})
+    # What running the back end where it cannot take the compiler down costs
+    # (policy._rank_in_child: fork, the child's set-up, the reply over a pipe),
+    # against the same ranking in this process; the model is loaded in both.
+    from clang_llm import policy
+
+    isolation = []
+    for i in rows[:40]:
+        mod = _core.LoadedModule(M._module_path(args.modules, lab.modules[i]).read_bytes(), lab.modules[i])
+        a = time.perf_counter()
+        policy._onnx(mod)
+        b = time.perf_counter()
+        policy._rank_in_child("onnx", policy._onnx, mod)
+        c = time.perf_counter()
+        isolation.append(((c - b) - (b - a)) * 1000)
     report = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, pinned to 1, "
@@ -99,6 +113,7 @@ def main(argv=None) -> int:
         "inference": summary([p["inference_ms"] for p in per]),
         "ir_text": summary([p["ir_text_ms"] for p in per]),
         "verify_order": summary([p["verify_order_ms"] for p in per]),
+        "isolation_added": summary(isolation),
         "targets": {"median_ms": 2.0, "p99_ms": 20.0},
         "slowest": sorted(per, key=lambda p: -p["policy_ms"])[:5],
     }
@@ -110,7 +125,9 @@ def main(argv=None) -> int:
                                                                           "prepare"),
                                ("  inference (onnxruntime, 1 thread)", "inference"),
                                ("module.ir_text() (the plugin's printing; not policy time)", "ir_text"),
-                               ("verify order (residual cover; verify mode only)", "verify_order"))]
+                               ("verify order (residual cover; verify mode only)", "verify_order"),
+                               ("isolation added: ranking in a forked child (onnx and .py back ends)",
+                                "isolation_added"))]
     md = [
         "# Policy time per module", "",
         f"{report['modules']} {args.split}-split modules of `{lab.source}`, model `{r.path}` "

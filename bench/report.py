@@ -439,6 +439,10 @@ def readme_block() -> str:
     rows.append(["learned policy (`CLANG_LLM_POLICY=onnx`) per module, median / p99", "",
                  f"{sp['policy']['median_ms']:.2f} / {sp['policy']['p99_ms']:.1f} ms", "",
                  f"{day(sp['date'])}, {machine(sp['machine']).split(', pinned')[0]}"])
+    if "isolation_added" in sp:
+        rows.append(["its isolation (ranking in a forked child, time limit) per module, median", "",
+                     f"{sp['isolation_added']['median_ms']:.1f} ms", "",
+                     f"{day(sp['date'])}, {machine(sp['machine']).split(', pinned')[0]}"])
     lines = [BEGIN, GENERATED, "",
              *table(["", "clang-22 -Oz", "clang-llm -Oz-llm", "clang-llm -Oz-llm=verify", "measured"], rows,
                     "lrrrl"),
