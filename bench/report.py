@@ -359,7 +359,6 @@ REPORTS: list[tuple[str, object]] = [
     ("policy_speed.json", policy_speed),
     ("model_eval.json", model_eval),
     ("model_ablation.json", model_ablation),
-    ("model_ablation_tf.json", model_ablation),
 
     ("climb_default3.json", climb),
     ("climb_small.json", climb),

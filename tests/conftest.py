@@ -35,6 +35,14 @@ def clang():
 
 
 @pytest.fixture(scope="session")
+def lld():
+    path = shutil.which("ld.lld-22")
+    if not path:
+        pytest.skip("ld.lld-22 is not installed (run scripts/setup.sh)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def opt():
     path = shutil.which("opt-22")
     if not path:

@@ -3,9 +3,6 @@ trade bytes moves the image or RAM the right way, and the object-level numbers
 agree with what the linker makes of the object (ld.lld-22 -r merges SHF_MERGE
 sections and llvm-size reads the result as `size` would)."""
 
-import shutil
-import subprocess
-
 import pytest
 
 from clang_llm import _core, pipelines, sizes
@@ -91,14 +88,6 @@ def _section_sizes(obj) -> dict:
     out = run(["llvm-size-22", "-A", obj]).stdout.decode()
     rows = [ln.split() for ln in out.splitlines()[2:]]
     return {r[0]: int(r[1]) for r in rows if len(r) >= 2 and r[1].isdigit()}
-
-
-@pytest.fixture(scope="module")
-def lld():
-    path = shutil.which("ld.lld-22")
-    if not path:
-        pytest.skip("ld.lld-22 is not installed (run scripts/setup.sh)")
-    return path
 
 
 def test_duplicate_strings_count_once_as_the_linker_merges_them(tmp_path, lld):
