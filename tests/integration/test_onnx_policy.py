@@ -195,7 +195,9 @@ def test_verify_mode_measures_the_models_verify_order(tmp_path, clang):
     _ranked, _pred, verify = r.rank(text, verify=True)
     verify = [c for c in verify if c.validated]  # the policy never measures an excluded candidate
     assert set(e["measured"]) == {"oz", *(c.name for c in verify[:3])}
-    sizes = {n: m["text"] for n, m in e["measured"].items()}
+    # The smallest image among those that need no more RAM than -Oz.
+    oz = e["measured"]["oz"]
+    sizes = {n: m["image"] for n, m in e["measured"].items() if "image" in m and m["ram"] <= oz["ram"]}
     assert sizes[e["pipeline"]] == min(sizes.values())
     ref = tmp_path / "ref.o"
     run([BIN / "clang-llm", "-Oz-llm", "-c", src, "-o", ref],
