@@ -325,8 +325,11 @@ bool absoluteAddress(uint16_t Machine, uint64_t Type) {
 }
 constexpr uint64_t DynRelocBytes = 24; // an Elf64_Rela entry
 
+// sh_entsize, which SectionRef does not expose: through the typed ELF file.
 uint64_t entrySize(const object::ELFObjectFileBase &Obj, const object::SectionRef &Sec) {
-  auto Of = [&](const auto *O) -> uint64_t { return O ? uint64_t(O->getSection(Sec.getRawDataRefImpl())->sh_entsize) : 0; };
+  auto Of = [&](const auto *O) -> uint64_t {
+    return O ? uint64_t(O->getSection(Sec.getRawDataRefImpl())->sh_entsize) : 0;
+  };
   if (auto *O = dyn_cast<object::ELF64LEObjectFile>(&Obj))
     return Of(O);
   if (auto *O = dyn_cast<object::ELF64BEObjectFile>(&Obj))
@@ -335,6 +338,7 @@ uint64_t entrySize(const object::ELFObjectFileBase &Obj, const object::SectionRe
     return Of(O);
   return Of(dyn_cast<object::ELF32BEObjectFile>(&Obj));
 }
+
 // A linked program or shared object: what the link made, section by section,
 // so that image() is exactly `size`'s text + data (every allocated section that
 // occupies file space) and ram() its data + bss.
@@ -377,9 +381,9 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
   auto *ELF = dyn_cast<object::ELFObjectFileBase>(Obj->get());
   if (!ELF)
     return createStringError(inconvertibleErrorCode(), "not an ELF object file");
-  Sizes S;
   if (ELF->getEType() == ELF::ET_EXEC || ELF->getEType() == ELF::ET_DYN)
     return linkedSizes(*ELF);
+  Sizes S;
   // Merge groups as lld forms them: by flags and entry size, string sections
   // also by alignment.
   std::map<std::tuple<uint64_t, uint64_t, uint64_t>, MergeGroup> Merged;
