@@ -43,12 +43,10 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(HERE))
 
 from build_bench import BASELINE, CONFIGS, log, machine_info  # noqa: E402
-from clang_llm.train import debsrc  # noqa: E402
-from clang_llm.train import corpus  # noqa: E402
+from clang_llm import sizes  # noqa: E402
+from clang_llm.train import corpus, debsrc  # noqa: E402
 
 DEFAULT_CONFIGS = ("oz", "llm", "verify")
-# clang_llm.sizes.FLAG_SETS -> the flags each build adds to its configuration's.
-FLAG_SETS = {"default": (), "no-unwind": ("-fno-asynchronous-unwind-tables",)}
 
 # Test commands for packages whose corpus recipe does not run tests; debsrc's own
 # recipes (xz-utils, lua5.4) bring theirs. Only suites that need no network and
@@ -157,7 +155,7 @@ def build_one(package: str, entry, cfg, flag_set: str, work: Path, jobs: int, te
            **entry.env, **dict(cfg.env)}
     if cfg.uses_plugin:
         env["CLANG_LLM_LOG"] = str(decisions)
-    cflags = " ".join([cfg.cflags, *FLAG_SETS[flag_set]])
+    cflags = " ".join([cfg.cflags, *sizes.FLAG_SET_CFLAGS[flag_set]])
     row = {"package": package, "config": cfg.name, "flags": flag_set, "label": cfg.label, "cflags": cflags,
            "status": "ok", "reason": ""}
     t0 = time.monotonic()
@@ -339,7 +337,7 @@ def markdown(report: dict) -> str:
              "configuration / -Oz.", "",
              "Configurations: " + "; ".join(f"`{c}`: `{labels[c]}`" for c in report["params"]["configs"]) + ".", ""]
     for fs, res in cmp_.items():
-        lines += [f"## Flag set `{fs}` ({FLAG_SET_LABELS[fs]})", "",
+        lines += [f"## Flag set `{fs}` ({sizes.FLAG_SETS[fs]})", "",
                   "| configuration | packages | files (executables) | image total | image geomean per file "
                   "| files smaller / larger | .text total | unwind bytes (-Oz -> config) | RAM (-Oz -> config) "
                   "| files with more RAM |",
@@ -412,9 +410,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-FLAG_SET_LABELS = {"default": "clang's defaults: asynchronous unwind tables on x86-64",
-                   "no-unwind": "-fno-asynchronous-unwind-tables, as in most firmware"}
-
 
 def plot(report: dict, path: Path) -> None:
     import matplotlib
@@ -438,7 +433,7 @@ def plot(report: dict, path: Path) -> None:
         ax.set_yticks([k + h * (len(others) - 1) / 2 for k in range(len(pkgs))], pkgs)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlabel("`size` text + data vs clang-22 -Oz, package total (%)")
-        ax.set_title(f"{fs}: {FLAG_SET_LABELS[fs].split(':')[0].split(',')[0]}", fontsize=9)
+        ax.set_title(f"{fs}: {sizes.FLAG_SETS[fs]}", fontsize=9)
     axes[0][0].invert_yaxis()
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Test packages: linked programs and shared objects")
@@ -453,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packages", nargs="+", help="default: every test-split package, smallest build first")
     ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                     help=f"comma-separated, {BASELINE} first; any of {','.join(CONFIGS)} (default: %(default)s)")
-    ap.add_argument("--flag-sets", nargs="+", choices=list(FLAG_SETS), default=list(FLAG_SETS),
+    ap.add_argument("--flag-sets", nargs="+", choices=list(sizes.FLAG_SETS), default=list(sizes.FLAG_SETS),
                     help="build every configuration with each (default: all)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--tests", action="store_true", help="run the packages' own tests where known, every configuration")
@@ -507,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                    "command": " ".join(["python", "bench/program_sizes.py",
                                         *(argv if argv is not None else sys.argv[1:])])},
         "labels": {n: CONFIGS[n].label for n in names},
-        "flag_sets": {fs: FLAG_SET_LABELS[fs] for fs in args.flag_sets},
+        "flag_sets": {fs: sizes.FLAG_SETS[fs] for fs in args.flag_sets},
         "out": str(args.out),
         "builds": {f"{p}/{n}/{fs}": {k: v for k, v in r.items() if k not in ("programs", "objects")}
                    for (p, n, fs), r in rows.items()},

@@ -79,8 +79,12 @@ def source(name: str, rep: dict) -> str:
 
 # ------------------------------------------------ one renderer per report file
 
-FLAG_SET_NAMES = {"default": "unwind tables on (clang's default on x86-64)",
-                  "no-unwind": "-fno-asynchronous-unwind-tables (firmware style)"}
+def flag_set_name(fs: str) -> str:
+    """A flag set's description (clang_llm.sizes.FLAG_SETS)."""
+    sys.path.insert(0, str(REPO / "python"))
+    from clang_llm import sizes
+
+    return sizes.FLAG_SETS[fs]
 
 
 def program_sizes(name: str, rep: dict) -> list[str]:
@@ -107,7 +111,7 @@ def program_sizes(name: str, rep: dict) -> list[str]:
                          f"{o['smaller']} / {o['larger']} of {o['files']}", pct(o["text_total_ratio"]),
                          f"{o['oz_unwind']:,} -> {o['unwind']:,}", f"{o['oz_ram']:,} -> {o['ram']:,}",
                          o["ram_larger"]])
-        out += [f"### {FLAG_SET_NAMES[fs]}", ""]
+        out += [f"### {flag_set_name(fs)}", ""]
         out += table(["configuration", "image, total", "image, geomean per file", "files smaller / larger",
                       ".text, total", "unwind bytes (-Oz -> config)", "RAM bytes (-Oz -> config)",
                       "files with more RAM"], rows, "lrrrrrrr")
@@ -187,7 +191,7 @@ def image_limits(name: str, rep: dict) -> list[str]:
             rows.append([split, r["modules"], cell("top1_default"), frac(r["top1_default"]["regressed"], 1),
                          cell("verify_k4"), cell("verify_k8"), cell("oracle"), cell("by_text_among_8")])
         first = next(r for r in per.values() if r)
-        out += [f"### {FLAG_SET_NAMES[fs]}: default `{first['default']}`", ""]
+        out += [f"### {flag_set_name(fs)}: default `{first['default']}`", ""]
         out += table(["split", "modules", "default (top-1)", "larger", "verify k=4", "verify k=8", "oracle",
                       "by .text among 8"], rows, "lrrrrrrr")
         out += [""]
@@ -483,7 +487,7 @@ def plots() -> None:
         ax.set_yticks([k + h * (len(cfgs) - 1) / 2 for k in range(len(pkgs))], pkgs)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlabel("size (text + data) vs clang-22 -Oz, package total (%)")
-        ax.set_title(FLAG_SET_NAMES[fs], fontsize=9)
+        ax.set_title(flag_set_name(fs), fontsize=9)
     axes[0][0].invert_yaxis()
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"Test packages' linked programs, {day(rep['date'])}, {machine(rep['machine'])}", fontsize=10)

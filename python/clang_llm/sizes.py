@@ -39,6 +39,10 @@ FLAG_SETS = {
 }
 
 
+# Flag set -> the compiler flags that give it (what a benchmark adds to a build).
+FLAG_SET_CFLAGS = {"default": (), "no-unwind": ("-fno-asynchronous-unwind-tables",)}
+
+
 def flag_set(unwind_tables: bool) -> str:
     """The flag set a module with (or without) unwind tables belongs to."""
     return "default" if unwind_tables else "no-unwind"
