@@ -42,7 +42,7 @@ def limits(lab, flag_set: str, split: str) -> dict | None:
     from clang_llm import pipelines
     from clang_llm.train import model as M
 
-    usable = [j for j, n in enumerate(lab.candidates) if n in set(pipelines.usable_names())]
+    usable = pipelines.usable_indices()
     rows = [i for i in lab.scored(split, usable) if lab.size[i, 0] > 0]
     if not rows:
         return None
@@ -55,8 +55,8 @@ def limits(lab, flag_set: str, split: str) -> dict | None:
            "ram_larger_default": int((lab.ram[rows][:, default] > lab.ram[rows][:, 0]).sum())
            if lab.ram is not None else None}
     for k in (1, 2, 4, 8):
-        chosen = np.minimum(vsize[:, 0], np.nanmin(np.nan_to_num(vsize[:, order[:k]], nan=np.inf), axis=1))
-        out[f"verify_k{k}"] = M.score(size, chosen)
+        # -Oz first: verify mode measures it besides the k, even for k = 1.
+        out[f"verify_k{k}"] = M.score(size, M.choose_sizes(vsize, [[0, *order]] * len(rows), k + 1))
     best = np.nanmin(np.nan_to_num(vsize[:, usable], nan=np.inf), axis=1)
     out["oracle"] = M.score(size, np.minimum(best, vsize[:, 0]))
     if lab.text is not None:

@@ -196,15 +196,20 @@ def geomean(xs: list[float]) -> float | None:
     return math.exp(statistics.fmean(math.log(x) for x in xs)) if xs else None
 
 
-def _objects_of(program: dict, objects: dict[str, dict]) -> list[str] | None:
+def _by_source(objects: dict[str, dict]) -> dict[str, list[str]]:
+    """Source name -> the objects of a build compiled from a source of that name."""
+    out: dict[str, list[str]] = {}
+    for rel, o in objects.items():
+        if o.get("source"):
+            out.setdefault(o["source"], []).append(rel)
+    return out
+
+
+def _objects_of(program: dict, by_source: dict[str, list[str]]) -> list[str] | None:
     """The package objects a linked file was made from, by the source names it
     keeps (crt files and libraries outside the tree are not the package's);
     None when a name is ambiguous (two objects of the tree compiled from
     sources of the same base name) or the file keeps none."""
-    by_source: dict[str, list[str]] = {}
-    for rel, o in objects.items():
-        if o.get("source"):
-            by_source.setdefault(o["source"], []).append(rel)
     out = []
     for name in program.get("sources", []):
         hits = by_source.get(name)
@@ -225,8 +230,9 @@ def agreement(base: dict, row: dict) -> dict:
     if not isinstance(bo, dict) or not isinstance(ro, dict):
         return {}
     pairs, skipped = [], 0
+    by_source = _by_source(ro)
     for k in sorted(base["programs"].keys() & row["programs"].keys()):
-        objs = _objects_of(row["programs"][k], ro)
+        objs = _objects_of(row["programs"][k], by_source)
         if objs is None or any(o not in bo for o in objs):
             skipped += 1
             continue

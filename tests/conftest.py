@@ -26,28 +26,26 @@ def run(cmd, env=None, check=True, **kw):
     return r
 
 
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        pytest.skip(f"{name} is not installed (run scripts/setup.sh)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def clang():
-    path = shutil.which("clang-22")
-    if not path:
-        pytest.skip("clang-22 is not installed (run scripts/setup.sh)")
-    return path
+    return _tool("clang-22")
 
 
 @pytest.fixture(scope="session")
 def lld():
-    path = shutil.which("ld.lld-22")
-    if not path:
-        pytest.skip("ld.lld-22 is not installed (run scripts/setup.sh)")
-    return path
+    return _tool("ld.lld-22")
 
 
 @pytest.fixture(scope="session")
 def opt():
-    path = shutil.which("opt-22")
-    if not path:
-        pytest.skip("opt-22 is not installed (run scripts/setup.sh)")
-    return path
+    return _tool("opt-22")
 
 
 @pytest.fixture(scope="session")

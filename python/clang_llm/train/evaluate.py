@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+import dataclasses
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -187,7 +188,7 @@ def _worker_main(fd: int) -> None:
                 r = Result.measured(s, time.perf_counter() - t0)
             except Exception as e:  # a pipeline that does not parse or fails in LLVM
                 r = Result.failure(f"{type(e).__name__}: {e}", time.perf_counter() - t0)
-            conn.send(("result", key, tuple(getattr(r, f) for f in Result.__slots__), _stderr_pos()))
+            conn.send(("result", key, dataclasses.astuple(r), _stderr_pos()))
 
 
 # --- parent side: a pool that survives its workers ---------------------------------
@@ -548,7 +549,7 @@ def _ray_evaluate(module_hash: str, module: bytes, items: list, timeout: float) 
         out: list[tuple] = []
         _ray_pool.run([_Batch(module_hash, path, items)],
                       lambda _h, key, r, persist: out.append(
-                          (key, tuple(getattr(r, f) for f in Result.__slots__), persist)))
+                          (key, dataclasses.astuple(r), persist)))
         return out
     finally:
         os.unlink(path)

@@ -113,8 +113,7 @@ class Labels:
             # verify mode: a table need not have measured it.
             from .. import pipelines
 
-            usable = set(pipelines.usable_names())
-            columns = [j for j, n in enumerate(self.candidates) if n in usable]
+            columns = pipelines.usable_indices()
         m = self.measured[:, columns]
         return [i for i in rows if m[i].all()]
 
