@@ -112,7 +112,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("codegen") = 0u,
            "Run a pipeline on a copy, generate an object in memory, return "
            "{'image', 'ram', 'text', 'rodata', 'unwind', 'data', 'bss', 'dynrelocs', "
-           "'ir_instructions'} (cpp/measure.h: Sizes).")
+           "'imports', 'import_slots', 'ir_instructions'} (cpp/measure.h: Sizes).")
       .def("drop_unwind_tables", &LoadedModule::dropUnwindTables,
            "Make the module what -fno-asynchronous-unwind-tables gives (no uwtable).")
       .def_property_readonly("unwind_tables", &LoadedModule::unwindTables)
@@ -138,7 +138,7 @@ PYBIND11_MODULE(_core, m) {
     return D;
   }, py::arg("obj"), py::arg("position_independent") = true,
   "An ELF object file's sizes as measure() counts them (image, ram, text, rodata, "
-  "unwind, data, bss, dynrelocs); position_independent: linked into a PIE, clang's default.");
+  "unwind, data, bss, dynrelocs, imports, import_slots); position_independent: linked into a PIE, clang's default.");
   m.attr("OZ_PIPELINE") = clang_llm::ozPipeline();
   m.attr("LLVM_VERSION") = clang_llm::llvmVersion();
 }

@@ -325,6 +325,47 @@ bool absoluteAddress(uint16_t Machine, uint64_t Type) {
 }
 constexpr uint64_t DynRelocBytes = 24; // an Elf64_Rela entry
 
+// How a relocation reaches a symbol, for what an imported one costs: a call
+// goes through a PLT stub, an absolute address becomes a dynamic relocation of
+// its own (counted as DynRelocs), anything else (GOT-relative loads, TLS, a
+// PC-relative reference the linker must satisfy with a copy) needs a GOT slot.
+enum class Reach { Call, Absolute, Slot };
+Reach reach(uint16_t Machine, uint64_t Type) {
+  if (absoluteAddress(Machine, Type))
+    return Reach::Absolute;
+  switch (Machine) {
+  case ELF::EM_X86_64:
+    return Type == ELF::R_X86_64_PLT32 ? Reach::Call : Reach::Slot;
+  case ELF::EM_AARCH64:
+    return Type == ELF::R_AARCH64_CALL26 || Type == ELF::R_AARCH64_JUMP26 ? Reach::Call : Reach::Slot;
+  case ELF::EM_RISCV:
+    return Type == ELF::R_RISCV_CALL_PLT || Type == ELF::R_RISCV_CALL ? Reach::Call : Reach::Slot;
+  default:
+    return Reach::Slot;
+  }
+}
+
+// What the dynamic link adds per imported symbol (x86-64 and the other ELF64
+// targets alike): an Elf64_Sym, a .gnu.version entry and the name in .dynstr;
+// per way of reaching it a relocation and an 8-byte slot, and a call's PLT stub.
+constexpr uint64_t DynSymBytes = 24 + 2, SlotBytes = 8, PLTStubBytes = 16;
+struct Import {
+  bool Call = false, Slot = false;
+};
+void addImports(Sizes &S, const std::map<std::string, Import> &Imports) {
+  for (const auto &[Name, I] : Imports) {
+    S.Imports += DynSymBytes + Name.size() + 1;
+    if (I.Call) {
+      S.Imports += PLTStubBytes + DynRelocBytes + SlotBytes;
+      S.ImportSlots += SlotBytes;
+    }
+    if (I.Slot) {
+      S.Imports += DynRelocBytes + SlotBytes;
+      S.ImportSlots += SlotBytes;
+    }
+  }
+}
+
 // sh_entsize, which SectionRef does not expose: through the typed ELF file.
 uint64_t entrySize(const object::ELFObjectFileBase &Obj, const object::SectionRef &Sec) {
   auto Of = [&](const auto *O) -> uint64_t {
@@ -351,13 +392,19 @@ Expected<Sizes> linkedSizes(const object::ELFObjectFileBase &ELF) {
       continue;
     uint64_t Size = Sec.getSize();
     uint32_t Type = ES.getType();
+    Expected<StringRef> Name = Sec.getName();
+    if (!Name)
+      return Name.takeError();
+    // lld pads the RELRO segment to a page boundary with a NOBITS section of
+    // its own: layout, not data (llvm-size counts it as bss; the GNU linkers
+    // have no such section). Left out, RAM moves with what the program stores,
+    // not with where the page boundary falls.
+    if (Type == ELF::SHT_NOBITS && *Name == ".relro_padding")
+      continue;
     if (Type == ELF::SHT_NOBITS) {
       S.BSS += Size;
       continue;
     }
-    Expected<StringRef> Name = Sec.getName();
-    if (!Name)
-      return Name.takeError();
     if (Flags & ELF::SHF_EXECINSTR)
       S.Text += Size;
     else if (Flags & ELF::SHF_WRITE)
@@ -387,20 +434,42 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
   // Merge groups as lld forms them: by flags and entry size, string sections
   // also by alignment.
   std::map<std::tuple<uint64_t, uint64_t, uint64_t>, MergeGroup> Merged;
+  // Ordered by name so that the sum is the same whatever the symbol order.
+  std::map<std::string, Import> Imports;
   for (const object::SectionRef &Sec : ELF->sections()) {
     object::ELFSectionRef ES(Sec);
     uint64_t Flags = ES.getFlags();
-    if (PositionIndependent && ES.getType() == ELF::SHT_RELA) {
+    if (ES.getType() == ELF::SHT_RELA || ES.getType() == ELF::SHT_REL) {
       Expected<object::section_iterator> Target = Sec.getRelocatedSection();
       if (!Target) {
         consumeError(Target.takeError());
         continue;
       }
+      // Debug info and other unallocated sections cost nothing at run time.
       if (*Target == ELF->section_end() || !(object::ELFSectionRef(**Target).getFlags() & ELF::SHF_ALLOC))
         continue;
-      for (const object::RelocationRef &R : Sec.relocations())
-        if (absoluteAddress(ELF->getEMachine(), R.getType()))
+      for (const object::RelocationRef &R : Sec.relocations()) {
+        Reach How = reach(ELF->getEMachine(), R.getType());
+        if (PositionIndependent && How == Reach::Absolute)
           S.DynRelocs += DynRelocBytes;
+        object::symbol_iterator Sym = R.getSymbol();
+        if (Sym == ELF->symbol_end())
+          continue;
+        Expected<uint32_t> SymFlags = Sym->getFlags();
+        if (!SymFlags)
+          return SymFlags.takeError();
+        if (!(*SymFlags & object::SymbolRef::SF_Undefined))
+          continue;
+        Expected<StringRef> SymName = Sym->getName();
+        if (!SymName)
+          return SymName.takeError();
+        // The GOT's own symbol is the linker's, not an import.
+        if (SymName->empty() || *SymName == "_GLOBAL_OFFSET_TABLE_")
+          continue;
+        Import &I = Imports[SymName->str()];
+        I.Call |= How == Reach::Call;
+        I.Slot |= How == Reach::Slot;
+      }
       continue;
     }
     if (!(Flags & ELF::SHF_ALLOC))
@@ -442,6 +511,7 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
   }
   for (auto &KV : Merged)
     S.ROData += KV.second.Bytes;
+  addImports(S, Imports);
   return S;
 }
 

@@ -89,7 +89,17 @@ struct CodegenKnobs {
 //   DynRelocs  in a position-independent module, the 24-byte dynamic relocation
 //            (.rela.dyn) each absolute address stored in allocated data costs
 //            at load time
-//   image() = Text + ROData + Unwind + Data + DynRelocs;  ram() = Data + BSS
+//   Imports  what the link adds for each symbol the module uses but does not
+//            define, should it come from a shared library: its dynamic symbol
+//            (.dynsym entry, name in .dynstr, .gnu.version entry), and per way
+//            of reaching it a 24-byte dynamic relocation with an 8-byte slot
+//            (.got for an address, .got.plt for a call) and for a call a
+//            16-byte PLT stub. A candidate that makes a module call a library
+//            function -Oz did not (memset for a loop, a libcall) pays for it;
+//            in a static link it pays at least this much.
+//   ImportSlots  those slots' bytes, part of Imports: writable, so RAM too
+//   image() = Text + ROData + Unwind + Data + DynRelocs + Imports
+//   ram() = Data + BSS + ImportSlots
 struct Sizes {
   uint64_t Text = 0;
   uint64_t ROData = 0;
@@ -97,10 +107,12 @@ struct Sizes {
   uint64_t Data = 0;
   uint64_t BSS = 0;
   uint64_t DynRelocs = 0;
+  uint64_t Imports = 0;
+  uint64_t ImportSlots = 0;
   uint64_t IRInstructions = 0; // after the pipeline, before codegen
 
-  uint64_t image() const { return Text + ROData + Unwind + Data + DynRelocs; }
-  uint64_t ram() const { return Data + BSS; }
+  uint64_t image() const { return Text + ROData + Unwind + Data + DynRelocs + Imports; }
+  uint64_t ram() const { return Data + BSS + ImportSlots; }
   // Every field by the name Python sees (the same dict from the extension and
   // the plugin's module handle).
   template <typename F> void fields(F &&Put) const {
@@ -112,6 +124,8 @@ struct Sizes {
     Put("data", Data);
     Put("bss", BSS);
     Put("dynrelocs", DynRelocs);
+    Put("imports", Imports);
+    Put("import_slots", ImportSlots);
     Put("ir_instructions", IRInstructions);
   }
 };
@@ -171,7 +185,9 @@ llvm::Expected<Sizes> measure(const llvm::Module &M, llvm::StringRef Pipeline,
 // into a PIE or shared object (clang's default), where absolute addresses in
 // data need dynamic relocations. Of a linked program or shared object, the
 // sections as linked: image() is then `size`'s text + data (unwind: .eh_frame
-// and .eh_frame_hdr, dynrelocs: the dynamic relocation sections).
+// and .eh_frame_hdr, dynrelocs: the dynamic relocation sections, imports: none,
+// the dynamic symbols, PLT and GOT being sections of their own there) and
+// ram() its data + bss, less lld's .relro_padding (page-boundary padding).
 llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes, bool PositionIndependent);
 
 // Whether M is compiled position-independent (PIE or PIC module flag).

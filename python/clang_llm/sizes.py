@@ -9,9 +9,19 @@ as a dict with these keys (``_core.LoadedModule.measure``, the plugin's
              data with mergeable strings and constants counted once, .eh_frame
              FDEs and their .eh_frame_hdr entries, writable data, and in a
              position-independent program the dynamic relocations that
-             absolute addresses in data need. The objective.
-  ram        writable data + bss: what the module costs in RAM on a device.
-  text, rodata, unwind, data, bss, dynrelocs: the parts, for reports.
+             absolute addresses in data need, and what each symbol the module
+             imports costs the dynamic link (dynamic symbol, relocation, GOT
+             slot, PLT stub for a call). The objective.
+  ram        writable data + bss + the imports' GOT slots: what the module costs
+             in RAM on a device.
+  text, rodata, unwind, data, bss, dynrelocs, imports, import_slots: the parts,
+             for reports.
+
+Imports are charged as if the module were the only one in the program to use
+the symbol and it came from a shared library: a candidate that makes a module
+call memset, or any function -Oz's code did not, must save more than the link
+adds for it (about 80 bytes and 8 of RAM), while a symbol -Oz's code uses as
+well costs both the same.
 
 A choice is only allowed to trade bytes for bytes of the same kind: a candidate
 that makes RAM grow is never taken in place of -Oz (``acceptable``), so a
@@ -28,7 +38,7 @@ from __future__ import annotations
 
 OBJECTIVE = "image"
 RAM = "ram"
-FIELDS = ("image", "ram", "text", "rodata", "unwind", "data", "bss", "dynrelocs")
+FIELDS = ("image", "ram", "text", "rodata", "unwind", "data", "bss", "dynrelocs", "imports", "import_slots")
 
 # Flag set -> what it means for a measured module. "default" measures the module
 # as clang wrote it (x86-64: asynchronous unwind tables on); "no-unwind" drops

@@ -204,8 +204,40 @@ def test_pointers_in_data_cost_dynamic_relocations_in_a_pie(tmp_path, clang):
 def test_image_is_the_sum_of_its_parts():
     s = module(TABLE).measure(pipelines.oz_pipeline(), pipelines.MACHINE_OUTLINER)
     assert set(sizes.FIELDS) <= set(s)
-    assert s["image"] == s["text"] + s["rodata"] + s["unwind"] + s["data"] + s["dynrelocs"]
-    assert s["ram"] == s["data"] + s["bss"]
+    assert s["image"] == s["text"] + s["rodata"] + s["unwind"] + s["data"] + s["dynrelocs"] + s["imports"]
+    assert s["ram"] == s["data"] + s["bss"] + s["import_slots"]
+
+
+def test_a_new_library_call_costs_what_the_link_adds_for_it(tmp_path, clang):
+    """A loop that clears memory becomes a call to memset at -O2 (loop idiom
+    recognition), with -fno-builtin it stays a loop: the import's cost (PLT stub, GOT slot,
+    relocation, dynamic symbol and name) is in the module's image and RAM, and
+    the module-level difference is the linked program's, as `size` counts it."""
+    lib = tmp_path / "clear.c"
+    lib.write_text("void clear(char *p, unsigned long n) { for (unsigned long i = 0; i < n; i++) p[i] = 0; }\n")
+    main = tmp_path / "main.c"
+    # main calls puts so that the PLT and its header exist either way: the
+    # difference is what one more imported function costs.
+    main.write_text("#include <stdio.h>\nvoid clear(char *, unsigned long); char buf[64];\n"
+                    "int main(int c, char **v) { clear(buf, c); puts(v[0]); return buf[0]; }\n")
+    objs, exes = {}, {}
+    for name, flags in (("call", []), ("loop", ["-fno-builtin"])):
+        objs[name] = tmp_path / f"{name}.o"
+        run([clang, "-O2", *flags, "-c", lib, "-o", objs[name]])
+        exes[name] = tmp_path / f"{name}.out"
+        run([clang, "-Oz", "-fuse-ld=lld", objs[name], main, "-o", exes[name]])
+    mod = {k: _core.object_sizes(v.read_bytes()) for k, v in objs.items()}
+    linked = {k: _core.object_sizes(v.read_bytes()) for k, v in exes.items()}
+    assert mod["loop"]["imports"] == 0 and mod["loop"]["import_slots"] == 0
+    # memset: a 24-byte symbol, 2 bytes of version, "memset\0", a 24-byte
+    # relocation, an 8-byte .got.plt slot and a 16-byte PLT stub.
+    assert mod["call"]["imports"] == 24 + 2 + 7 + 24 + 8 + 16
+    assert mod["call"]["import_slots"] == 8
+    assert mod["call"]["text"] < mod["loop"]["text"], "the call is shorter code than the loop"
+    for key in ("image", "ram"):
+        predicted = mod["call"][key] - mod["loop"][key]
+        measured = linked["call"][key] - linked["loop"][key]
+        assert predicted == measured, (key, predicted, measured)
 
 
 def test_the_object_clang_writes_measures_as_the_measurement_said(tmp_path, clang):
