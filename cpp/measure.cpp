@@ -7,6 +7,7 @@
 #include "llvm/Analysis/TargetTransformInfo.h"
 #include "llvm/BinaryFormat/ELF.h"
 #include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Intrinsics.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Object/ELFObjectFile.h"
@@ -420,7 +421,8 @@ Expected<Sizes> linkedSizes(const object::ELFObjectFileBase &ELF) {
 }
 } // namespace
 
-Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
+Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent,
+                            const StringSet<> *SourceImports) {
   auto Obj = object::ObjectFile::createObjectFile(
       MemoryBufferRef(ObjectBytes, "<memory>"));
   if (!Obj)
@@ -464,7 +466,8 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
         if (!SymName)
           return SymName.takeError();
         // The GOT's own symbol is the linker's, not an import.
-        if (SymName->empty() || *SymName == "_GLOBAL_OFFSET_TABLE_")
+        if (!SourceImports || SymName->empty() || *SymName == "_GLOBAL_OFFSET_TABLE_" ||
+            SourceImports->contains(*SymName))
           continue;
         Import &I = Imports[SymName->str()];
         I.Call |= How == Reach::Call;
@@ -515,6 +518,41 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent) {
   return S;
 }
 
+StringSet<> sourceImports(const Module &M) {
+  StringSet<> Names;
+  for (const GlobalValue &G : M.global_values()) {
+    if (!G.isDeclarationForLinker())
+      continue;
+    if (const auto *F = dyn_cast<Function>(&G); F && F->isIntrinsic()) {
+      switch (F->getIntrinsicID()) {
+      case Intrinsic::memcpy:
+      case Intrinsic::memcpy_inline:
+        Names.insert("memcpy");
+        break;
+      case Intrinsic::memmove:
+        Names.insert("memmove");
+        break;
+      case Intrinsic::memset:
+      case Intrinsic::memset_inline:
+        Names.insert("memset");
+        break;
+      default:
+        break;
+      }
+      continue;
+    }
+    Names.insert(G.getName());
+  }
+  // Stack protection calls this from code generation on a failed check; the
+  // source asked for it with the attribute.
+  for (const Function &F : M)
+    if (F.hasStackProtectorFnAttr()) {
+      Names.insert("__stack_chk_fail");
+      break;
+    }
+  return Names;
+}
+
 bool positionIndependent(const Module &M) {
   return M.getPICLevel() != PICLevel::NotPIC || M.getPIELevel() != PIELevel::Default;
 }
@@ -560,7 +598,8 @@ Expected<Sizes> measure(const Module &M, StringRef Pipeline,
                              "the target cannot emit object files");
   CodeGen.run(*Copy);
 
-  Expected<Sizes> S = objectSizes(StringRef(Buffer.data(), Buffer.size()), positionIndependent(M));
+  StringSet<> Declared = sourceImports(M);
+  Expected<Sizes> S = objectSizes(StringRef(Buffer.data(), Buffer.size()), positionIndependent(M), &Declared);
   if (S)
     S->IRInstructions = Insts;
   return S;

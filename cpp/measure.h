@@ -4,6 +4,7 @@
 #pragma once
 
 #include "llvm/ADT/StringRef.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Error.h"
 #include <cstdint>
 #include <memory>
@@ -89,14 +90,17 @@ struct CodegenKnobs {
 //   DynRelocs  in a position-independent module, the 24-byte dynamic relocation
 //            (.rela.dyn) each absolute address stored in allocated data costs
 //            at load time
-//   Imports  what the link adds for each symbol the module uses but does not
-//            define, should it come from a shared library: its dynamic symbol
-//            (.dynsym entry, name in .dynstr, .gnu.version entry), and per way
-//            of reaching it a 24-byte dynamic relocation with an 8-byte slot
-//            (.got for an address, .got.plt for a call) and for a call a
-//            16-byte PLT stub. A candidate that makes a module call a library
-//            function -Oz did not (memset for a loop, a libcall) pays for it;
-//            in a static link it pays at least this much.
+//   Imports  what the link adds for each symbol the compiled module uses that
+//            its source did not (no declaration of it in the IR before the
+//            pipeline: memset for a loop, a library call for an idiom), should
+//            it come from a shared library: its dynamic symbol (.dynsym entry,
+//            name in .dynstr, .gnu.version entry), and per way of reaching it
+//            a 24-byte dynamic relocation with an 8-byte slot (.got for an
+//            address, .got.plt for a call) and for a call a 16-byte PLT stub.
+//            What the source declares, every pipeline imports alike (or drops
+//            with dead code): it is left out, so a module is not charged for
+//            calls into the rest of its program. In a static link a new
+//            library call costs at least this much.
 //   ImportSlots  those slots' bytes, part of Imports: writable, so RAM too
 //   image() = Text + ROData + Unwind + Data + DynRelocs + Imports
 //   ram() = Data + BSS + ImportSlots
@@ -183,12 +187,22 @@ llvm::Expected<Sizes> measure(const llvm::Module &M, llvm::StringRef Pipeline,
 
 // Sizes of an in-memory ELF object; PositionIndependent: it will be linked
 // into a PIE or shared object (clang's default), where absolute addresses in
-// data need dynamic relocations. Of a linked program or shared object, the
+// data need dynamic relocations. Imports: the symbols its source declared
+// (sourceImports), the others it references being charged as Imports; null:
+// an object alone, which cannot tell, charges none. Of a linked program or shared object, the
 // sections as linked: image() is then `size`'s text + data (unwind: .eh_frame
 // and .eh_frame_hdr, dynrelocs: the dynamic relocation sections, imports: none,
 // the dynamic symbols, PLT and GOT being sections of their own there) and
 // ram() its data + bss, less lld's .relro_padding (page-boundary padding).
-llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes, bool PositionIndependent);
+llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes, bool PositionIndependent,
+                                  const llvm::StringSet<> *SourceImports = nullptr);
+
+// The symbols M uses without defining them, by the names the object file will
+// reference: its declarations (and available_externally definitions, whose
+// bodies are dropped), with the memory intrinsics as the C functions code
+// generation may call for them, and __stack_chk_fail where a function asks for
+// stack protection.
+llvm::StringSet<> sourceImports(const llvm::Module &M);
 
 // Whether M is compiled position-independent (PIE or PIC module flag).
 bool positionIndependent(const llvm::Module &M);

@@ -546,7 +546,7 @@ def _decide_verify(module, ranked, k: int) -> Decision:
         except Exception as e:  # one failing candidate costs only itself
             measured[cand.name] = {"error": str(e)}
             continue
-        measured[cand.name] = {k: sizes[k] for k in ("image", "ram", "text")}
+        measured[cand.name] = {k: sizes[k] for k in ("image", "ram", "text", "imports", "import_slots")}
         tried.append((cand, sizes))
     if not tried or tried[0][0] is not oz:
         raise PolicyError("could not measure clang's -Oz pipeline")

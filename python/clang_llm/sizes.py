@@ -9,19 +9,23 @@ as a dict with these keys (``_core.LoadedModule.measure``, the plugin's
              data with mergeable strings and constants counted once, .eh_frame
              FDEs and their .eh_frame_hdr entries, writable data, and in a
              position-independent program the dynamic relocations that
-             absolute addresses in data need, and what each symbol the module
-             imports costs the dynamic link (dynamic symbol, relocation, GOT
-             slot, PLT stub for a call). The objective.
+             absolute addresses in data need, and what the dynamic link adds for
+             each symbol the compiled module uses that its source did not
+             (dynamic symbol, relocation, GOT slot, PLT stub for a call). The
+             objective.
   ram        writable data + bss + the imports' GOT slots: what the module costs
              in RAM on a device.
   text, rodata, unwind, data, bss, dynrelocs, imports, import_slots: the parts,
              for reports.
 
-Imports are charged as if the module were the only one in the program to use
-the symbol and it came from a shared library: a candidate that makes a module
-call memset, or any function -Oz's code did not, must save more than the link
-adds for it (about 80 bytes and 8 of RAM), while a symbol -Oz's code uses as
-well costs both the same.
+Only imports the pipeline or code generation added are charged (memset for a
+loop, puts for a printf), as if the symbol came from a shared library and no
+other module used it: a candidate that makes a module call something its
+source did not must save more than the link adds for it (about 80 bytes and 8
+of RAM). What the source calls, every pipeline imports alike, and calls into
+the rest of the program cost nothing at the link; neither is counted. An object
+file alone (``_core.object_sizes``) cannot tell the two apart and charges no
+imports.
 
 A choice is only allowed to trade bytes for bytes of the same kind: a candidate
 that makes RAM grow is never taken in place of -Oz (``acceptable``), so a
