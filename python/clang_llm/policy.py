@@ -524,6 +524,10 @@ def _decide_top1(module, ranked) -> Decision:
     return Decision(cand.passes, cand.codegen, cand.name)
 
 
+# The measured sizes a decision log entry keeps per candidate (clang_llm.sizes).
+LOG_SIZES = ("image", "ram", "text", "imports", "import_slots")
+
+
 def _decide_verify(module, ranked, k: int) -> Decision:
     """Measure the top-k and clang's -Oz on copies; keep the smallest image
     (clang_llm.sizes: the bytes the module adds to the linked program).
@@ -546,7 +550,7 @@ def _decide_verify(module, ranked, k: int) -> Decision:
         except Exception as e:  # one failing candidate costs only itself
             measured[cand.name] = {"error": str(e)}
             continue
-        measured[cand.name] = {k: sizes[k] for k in ("image", "ram", "text", "imports", "import_slots")}
+        measured[cand.name] = {k: sizes[k] for k in LOG_SIZES if k in sizes}
         tried.append((cand, sizes))
     if not tried or tried[0][0] is not oz:
         raise PolicyError("could not measure clang's -Oz pipeline")

@@ -57,6 +57,14 @@ FLAG_SETS = {
 FLAG_SET_CFLAGS = {"default": (), "no-unwind": ("-fno-asynchronous-unwind-tables",)}
 
 
+def object_view(sizes: dict) -> dict:
+    """A measurement as the object file it wrote measures alone
+    (``_core.object_sizes``, which cannot tell new imports from the source's):
+    image and RAM without the import charges."""
+    return {**sizes, "image": sizes["image"] - sizes["imports"], "ram": sizes["ram"] - sizes["import_slots"],
+            "imports": 0, "import_slots": 0}
+
+
 def flag_set(unwind_tables: bool) -> str:
     """The flag set a module with (or without) unwind tables belongs to."""
     return "default" if unwind_tables else "no-unwind"
