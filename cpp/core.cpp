@@ -54,11 +54,15 @@ public:
     if (!TMOr)
       throw std::runtime_error(errorText(TMOr.takeError()));
     TM = std::move(*TMOr);
+    Meter = std::make_unique<clang_llm::Measurer>(*M, *TM);
   }
 
   // What the module would be under -fno-asynchronous-unwind-tables (the
   // data engine's second flag set); changes its content hash.
-  void dropUnwindTables() { clang_llm::dropUnwindTables(*M); }
+  void dropUnwindTables() {
+    clang_llm::dropUnwindTables(*M);
+    Meter->reset();
+  }
   bool unwindTables() const { return M->getUwtable() != UWTableKind::None; }
 
   py::dict measure(const std::string &Passes, unsigned Codegen) {
@@ -67,7 +71,7 @@ public:
       throw std::invalid_argument("unknown code generator knobs: " + std::to_string(Codegen));
     Expected<clang_llm::Sizes> S = [&] {
       py::gil_scoped_release NoGil;
-      return clang_llm::measure(*M, Passes, *K, *TM);
+      return Meter->measure(Passes, *K);
     }();
     if (!S)
       throw std::invalid_argument(errorText(S.takeError()));
@@ -96,6 +100,7 @@ private:
   LLVMContext Ctx; // declared first: destroyed after the module and machine
   std::unique_ptr<Module> M;
   std::unique_ptr<TargetMachine> TM;
+  std::unique_ptr<clang_llm::Measurer> Meter;
 };
 
 } // namespace

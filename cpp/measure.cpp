@@ -422,7 +422,7 @@ Expected<Sizes> linkedSizes(const object::ELFObjectFileBase &ELF) {
 } // namespace
 
 Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent,
-                            const StringSet<> *SourceImports) {
+                            const StringSet<> *Reference, StringSet<> *AllImports) {
   auto Obj = object::ObjectFile::createObjectFile(
       MemoryBufferRef(ObjectBytes, "<memory>"));
   if (!Obj)
@@ -466,8 +466,11 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent,
         if (!SymName)
           return SymName.takeError();
         // The GOT's own symbol is the linker's, not an import.
-        if (!SourceImports || SymName->empty() || *SymName == "_GLOBAL_OFFSET_TABLE_" ||
-            SourceImports->contains(*SymName))
+        if (SymName->empty() || *SymName == "_GLOBAL_OFFSET_TABLE_")
+          continue;
+        if (AllImports)
+          AllImports->insert(*SymName);
+        if (!Reference || Reference->contains(*SymName))
           continue;
         Import &I = Imports[SymName->str()];
         I.Call |= How == Reach::Call;
@@ -574,19 +577,19 @@ void dropUnwindTables(Module &M) {
     Flags->addOperand(Flag);
 }
 
-Expected<Sizes> measure(const Module &M, StringRef Pipeline,
-                        const CodegenKnobs &Knobs, const TargetMachine &Proto) {
+namespace {
+// Runs Pipeline on a copy of M and generates an object in memory with a clone
+// of Proto carrying Knobs: the same legacy codegen set-up clang uses after its
+// middle end. Insts: the IR instructions after the pipeline.
+Error compile(const Module &M, StringRef Pipeline, const CodegenKnobs &Knobs, const TargetMachine &Proto,
+              SmallVectorImpl<char> &Buffer, uint64_t &Insts) {
   std::unique_ptr<Module> Copy = CloneModule(M);
   std::unique_ptr<TargetMachine> TM = cloneTargetMachine(Proto, M, Knobs);
   if (!TM)
-    return createStringError(inconvertibleErrorCode(),
-                             "cannot clone the target machine");
+    return createStringError(inconvertibleErrorCode(), "cannot clone the target machine");
   if (Error E = runPipeline(*Copy, Pipeline, TM.get()))
-    return std::move(E);
-  uint64_t Insts = countInstructions(*Copy);
-
-  // The same legacy codegen set-up clang uses after its middle end.
-  SmallVector<char, 0> Buffer;
+    return E;
+  Insts = countInstructions(*Copy);
   raw_svector_ostream OS(Buffer);
   legacy::PassManager CodeGen;
   CodeGen.add(createTargetTransformInfoWrapperPass(TM->getTargetIRAnalysis()));
@@ -594,12 +597,43 @@ Expected<Sizes> measure(const Module &M, StringRef Pipeline,
   CodeGen.add(new TargetLibraryInfoWrapperPass(TLII));
   if (TM->addPassesToEmitFile(CodeGen, OS, nullptr, CodeGenFileType::ObjectFile,
                               /*DisableVerify=*/true))
-    return createStringError(inconvertibleErrorCode(),
-                             "the target cannot emit object files");
+    return createStringError(inconvertibleErrorCode(), "the target cannot emit object files");
   CodeGen.run(*Copy);
+  return Error::success();
+}
+} // namespace
 
-  StringSet<> Declared = sourceImports(M);
-  Expected<Sizes> S = objectSizes(StringRef(Buffer.data(), Buffer.size()), positionIndependent(M), &Declared);
+Expected<Sizes> Measurer::measure(StringRef Pipeline, const CodegenKnobs &Knobs) {
+  bool PI = positionIndependent(M);
+  bool ClangOz = Pipeline == ozPipeline() && Knobs.bits() == 0;
+  if (!Reference && !ClangOz) {
+    // What -Oz's object imports, once per module: the reference every
+    // pipeline's new imports are charged against.
+    SmallVector<char, 0> Oz;
+    uint64_t Unused;
+    if (Error E = compile(M, ozPipeline(), CodegenKnobs{}, TM, Oz, Unused))
+      return std::move(E);
+    StringSet<> Imported = sourceImports(M);
+    if (Expected<Sizes> S = objectSizes(StringRef(Oz.data(), Oz.size()), PI, nullptr, &Imported); !S)
+      return S.takeError();
+    Reference = std::move(Imported);
+  }
+  SmallVector<char, 0> Buffer;
+  uint64_t Insts = 0;
+  if (Error E = compile(M, Pipeline, Knobs, TM, Buffer, Insts))
+    return std::move(E);
+  StringRef Obj(Buffer.data(), Buffer.size());
+  Expected<Sizes> S = [&]() -> Expected<Sizes> {
+    if (Reference)
+      return objectSizes(Obj, PI, &*Reference);
+    // Measuring -Oz itself first: its imports are the reference, and it is
+    // charged none.
+    StringSet<> Imported = sourceImports(M);
+    Expected<Sizes> R = objectSizes(Obj, PI, nullptr, &Imported);
+    if (R)
+      Reference = std::move(Imported);
+    return R;
+  }();
   if (S)
     S->IRInstructions = Insts;
   return S;

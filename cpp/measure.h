@@ -65,6 +65,11 @@ struct CodegenKnobs {
   bool ReverseLocalAssignment = false;
 
   static constexpr unsigned AllBits = 2047;
+  unsigned bits() const {
+    return MachineOutliner | SplitSpillSize << 1 | IPRA << 2 | SizeLayout << 3 | NoMachineLICM << 4 |
+           NoLSR << 5 | RepMemOps << 6 | SplitBranches << 7 | NoMachineCSE << 8 | NoMachineSink << 9 |
+           ReverseLocalAssignment << 10;
+  }
   // The knobs of a bit set, or nothing when it holds a bit no knob has.
   static std::optional<CodegenKnobs> fromBits(unsigned long Bits) {
     if (Bits > AllBits)
@@ -91,16 +96,18 @@ struct CodegenKnobs {
 //            (.rela.dyn) each absolute address stored in allocated data costs
 //            at load time
 //   Imports  what the link adds for each symbol the compiled module uses that
-//            its source did not (no declaration of it in the IR before the
-//            pipeline: memset for a loop, a library call for an idiom), should
-//            it come from a shared library: its dynamic symbol (.dynsym entry,
-//            name in .dynstr, .gnu.version entry), and per way of reaching it
-//            a 24-byte dynamic relocation with an 8-byte slot (.got for an
-//            address, .got.plt for a call) and for a call a 16-byte PLT stub.
-//            What the source declares, every pipeline imports alike (or drops
-//            with dead code): it is left out, so a module is not charged for
-//            calls into the rest of its program. In a static link a new
-//            library call costs at least this much.
+//            neither its source declares nor clang's -Oz object for it imports
+//            (memset for a loop, exp2 for a pow, a library call for an idiom
+//            -Oz leaves alone), should it come from a shared library: its
+//            dynamic symbol (.dynsym entry, name in .dynstr, .gnu.version
+//            entry), and per way of reaching it a 24-byte dynamic relocation
+//            with an 8-byte slot (.got for an address, .got.plt for a call) and
+//            for a call a 16-byte PLT stub. -Oz itself is charged none: the
+//            charge is what a pipeline's imports may add to the link beyond
+//            -Oz's, never a credit (a symbol -Oz imports and a pipeline does
+//            not may still be imported by the rest of the program), so a
+//            module is not charged for calls into the rest of its program
+//            either. In a static link a new library call costs at least this.
 //   ImportSlots  those slots' bytes, part of Imports: writable, so RAM too
 //   image() = Text + ROData + Unwind + Data + DynRelocs + Imports
 //   ram() = Data + BSS + ImportSlots
@@ -179,23 +186,36 @@ cloneTargetMachine(const llvm::TargetMachine &Proto, const llvm::Module &M, cons
 llvm::Expected<std::unique_ptr<llvm::TargetMachine>>
 createClangOzTargetMachine(const llvm::Module &M);
 
-// Runs Pipeline on a copy of M, generates an object in memory with a clone of TM
-// and returns its sizes. M itself is left untouched.
-llvm::Expected<Sizes> measure(const llvm::Module &M, llvm::StringRef Pipeline,
-                              const CodegenKnobs &Knobs,
-                              const llvm::TargetMachine &TM);
+// Measures pipelines on one module: each runs on a copy of M, generates an
+// object in memory with a clone of TM carrying its knobs, and is measured with
+// the imports -Oz's object has as the reference (compiled once, the first time
+// a measurement needs it, or taken from measuring -Oz itself first). M itself
+// is left untouched; call reset() after changing it.
+class Measurer {
+public:
+  Measurer(const llvm::Module &M, const llvm::TargetMachine &TM) : M(M), TM(TM) {}
+  llvm::Expected<Sizes> measure(llvm::StringRef Pipeline, const CodegenKnobs &Knobs);
+  void reset() { Reference.reset(); }
+
+private:
+  const llvm::Module &M;
+  const llvm::TargetMachine &TM;
+  std::optional<llvm::StringSet<>> Reference;
+};
 
 // Sizes of an in-memory ELF object; PositionIndependent: it will be linked
 // into a PIE or shared object (clang's default), where absolute addresses in
-// data need dynamic relocations. Imports: the symbols its source declared
-// (sourceImports), the others it references being charged as Imports; null:
-// an object alone, which cannot tell, charges none. Of a linked program or shared object, the
+// data need dynamic relocations. Reference: the symbols it may import at no
+// charge (Measurer: the source's and -Oz's), the others it references being
+// charged as Imports; null: an object alone, which cannot tell, charges none.
+// AllImports, if given, receives every symbol it imports. Of a linked program or shared object, the
 // sections as linked: image() is then `size`'s text + data (unwind: .eh_frame
 // and .eh_frame_hdr, dynrelocs: the dynamic relocation sections, imports: none,
 // the dynamic symbols, PLT and GOT being sections of their own there) and
 // ram() its data + bss, less lld's .relro_padding (page-boundary padding).
 llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes, bool PositionIndependent,
-                                  const llvm::StringSet<> *SourceImports = nullptr);
+                                  const llvm::StringSet<> *Reference = nullptr,
+                                  llvm::StringSet<> *AllImports = nullptr);
 
 // The symbols M uses without defining them, by the names the object file will
 // reference: its declarations (and available_externally definitions, whose

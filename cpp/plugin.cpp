@@ -143,6 +143,9 @@ struct ModuleHandle {
   Module *M;
   TargetMachine *TM;
   std::string Route;
+  // Verify mode measures -Oz and k candidates: the import reference is
+  // computed once, from -Oz's measurement.
+  mutable std::shared_ptr<clang_llm::Measurer> Meter;
 
   std::string sourceFilename() const { return M->getSourceFileName(); }
   std::string name() const { return M->getModuleIdentifier(); }
@@ -184,7 +187,9 @@ struct ModuleHandle {
       throw std::invalid_argument("unknown code generator knobs: " + std::to_string(Codegen));
     Expected<clang_llm::Sizes> S = [&] {
       py::gil_scoped_release NoGil;
-      return clang_llm::measure(*M, Passes, *K, *TM);
+      if (!Meter)
+        Meter = std::make_shared<clang_llm::Measurer>(*M, *TM);
+      return Meter->measure(Passes, *K);
     }();
     if (!S)
       throw std::runtime_error(oneLine(toString(S.takeError())));

@@ -262,6 +262,31 @@ def test_the_object_clang_writes_measures_as_the_measurement_said(tmp_path, clan
     assert on_disk["bss"] == 256
 
 
+HELLO = """
+@.s = private unnamed_addr constant [4 x i8] c"hi\\0A\\00"
+declare i32 @printf(ptr, ...)
+define void @hello() #0 {
+  %r = call i32 (ptr, ...) @printf(ptr @.s)
+  ret void
+}
+"""
+
+
+@pytest.mark.parametrize("first", ["oz", "other"])
+def test_oz_pays_no_imports_and_avoiding_its_earns_no_credit(first):
+    """-Oz turns printf("hi\\n") into puts("hi"), a symbol the source never
+    declared: -Oz is the reference and pays nothing for it, and a pipeline that
+    keeps printf gets no credit for avoiding puts (the rest of the program may
+    import it anyway), whichever is measured first."""
+    m = module(HELLO)
+    plain = "function(sroa)"
+    got = {}
+    for name in ([first] + [n for n in ("oz", "other") if n != first]):
+        got[name] = m.measure(pipelines.oz_pipeline() if name == "oz" else plain, 0)
+    assert got["oz"]["imports"] == 0 and got["other"]["imports"] == 0
+    assert got["oz"]["rodata"] < got["other"]["rodata"], "-Oz should have dropped the newline (puts)"
+
+
 def test_a_linked_program_measures_as_size_counts_it(tmp_path, clang):
     src = tmp_path / "t.c"
     src.write_text('#include <stdio.h>\nstatic int buf[100];\nint seen = 3;\n'
