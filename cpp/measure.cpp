@@ -7,7 +7,6 @@
 #include "llvm/Analysis/TargetTransformInfo.h"
 #include "llvm/BinaryFormat/ELF.h"
 #include "llvm/IR/LegacyPassManager.h"
-#include "llvm/IR/Intrinsics.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Object/ELFObjectFile.h"
@@ -521,41 +520,6 @@ Expected<Sizes> objectSizes(StringRef ObjectBytes, bool PositionIndependent,
   return S;
 }
 
-StringSet<> sourceImports(const Module &M) {
-  StringSet<> Names;
-  for (const GlobalValue &G : M.global_values()) {
-    if (!G.isDeclarationForLinker())
-      continue;
-    if (const auto *F = dyn_cast<Function>(&G); F && F->isIntrinsic()) {
-      switch (F->getIntrinsicID()) {
-      case Intrinsic::memcpy:
-      case Intrinsic::memcpy_inline:
-        Names.insert("memcpy");
-        break;
-      case Intrinsic::memmove:
-        Names.insert("memmove");
-        break;
-      case Intrinsic::memset:
-      case Intrinsic::memset_inline:
-        Names.insert("memset");
-        break;
-      default:
-        break;
-      }
-      continue;
-    }
-    Names.insert(G.getName());
-  }
-  // Stack protection calls this from code generation on a failed check; the
-  // source asked for it with the attribute.
-  for (const Function &F : M)
-    if (F.hasStackProtectorFnAttr()) {
-      Names.insert("__stack_chk_fail");
-      break;
-    }
-  return Names;
-}
-
 bool positionIndependent(const Module &M) {
   return M.getPICLevel() != PICLevel::NotPIC || M.getPIELevel() != PIELevel::Default;
 }
@@ -613,7 +577,7 @@ Expected<Sizes> Measurer::measure(StringRef Pipeline, const CodegenKnobs &Knobs)
     uint64_t Unused;
     if (Error E = compile(M, ozPipeline(), CodegenKnobs{}, TM, Oz, Unused))
       return std::move(E);
-    StringSet<> Imported = sourceImports(M);
+    StringSet<> Imported;
     if (Expected<Sizes> S = objectSizes(StringRef(Oz.data(), Oz.size()), PI, nullptr, &Imported); !S)
       return S.takeError();
     Reference = std::move(Imported);
@@ -628,7 +592,7 @@ Expected<Sizes> Measurer::measure(StringRef Pipeline, const CodegenKnobs &Knobs)
       return objectSizes(Obj, PI, &*Reference);
     // Measuring -Oz itself first: its imports are the reference, and it is
     // charged none.
-    StringSet<> Imported = sourceImports(M);
+    StringSet<> Imported;
     Expected<Sizes> R = objectSizes(Obj, PI, nullptr, &Imported);
     if (R)
       Reference = std::move(Imported);

@@ -95,19 +95,20 @@ struct CodegenKnobs {
 //   DynRelocs  in a position-independent module, the 24-byte dynamic relocation
 //            (.rela.dyn) each absolute address stored in allocated data costs
 //            at load time
-//   Imports  what the link adds for each symbol the compiled module uses that
-//            neither its source declares nor clang's -Oz object for it imports
-//            (memset for a loop, exp2 for a pow, a library call for an idiom
-//            -Oz leaves alone), should it come from a shared library: its
+//   Imports  what the link adds for each symbol the compiled module imports
+//            that clang's -Oz object for it does not (memset for a loop, exp2
+//            for a pow, a strncmp -Oz's code turned into a compare, a library
+//            call for an idiom -Oz leaves alone), should it come from a shared
+//            library and no other module import it: its
 //            dynamic symbol (.dynsym entry, name in .dynstr, .gnu.version
 //            entry), and per way of reaching it a 24-byte dynamic relocation
 //            with an 8-byte slot (.got for an address, .got.plt for a call) and
 //            for a call a 16-byte PLT stub. -Oz itself is charged none: the
 //            charge is what a pipeline's imports may add to the link beyond
 //            -Oz's, never a credit (a symbol -Oz imports and a pipeline does
-//            not may still be imported by the rest of the program), so a
-//            module is not charged for calls into the rest of its program
-//            either. In a static link a new library call costs at least this.
+//            not may still be imported by the rest of the program). Calls into
+//            the rest of the program -Oz's code makes as well cost nothing. In
+//            a static link a new library call costs at least this.
 //   ImportSlots  those slots' bytes, part of Imports: writable, so RAM too
 //   image() = Text + ROData + Unwind + Data + DynRelocs + Imports
 //   ram() = Data + BSS + ImportSlots
@@ -206,7 +207,7 @@ private:
 // Sizes of an in-memory ELF object; PositionIndependent: it will be linked
 // into a PIE or shared object (clang's default), where absolute addresses in
 // data need dynamic relocations. Reference: the symbols it may import at no
-// charge (Measurer: the source's and -Oz's), the others it references being
+// charge (Measurer: -Oz's), the others it references being
 // charged as Imports; null: an object alone, which cannot tell, charges none.
 // AllImports, if given, receives every symbol it imports. Of a linked program or shared object, the
 // sections as linked: image() is then `size`'s text + data (unwind: .eh_frame
@@ -216,13 +217,6 @@ private:
 llvm::Expected<Sizes> objectSizes(llvm::StringRef ObjectBytes, bool PositionIndependent,
                                   const llvm::StringSet<> *Reference = nullptr,
                                   llvm::StringSet<> *AllImports = nullptr);
-
-// The symbols M uses without defining them, by the names the object file will
-// reference: its declarations (and available_externally definitions, whose
-// bodies are dropped), with the memory intrinsics as the C functions code
-// generation may call for them, and __stack_chk_fail where a function asks for
-// stack protection.
-llvm::StringSet<> sourceImports(const llvm::Module &M);
 
 // Whether M is compiled position-independent (PIE or PIC module flag).
 bool positionIndependent(const llvm::Module &M);
