@@ -11,21 +11,21 @@ as a dict with these keys (``_core.LoadedModule.measure``, the plugin's
              position-independent program the dynamic relocations that
              absolute addresses in data need, and what the dynamic link adds for
              each symbol the compiled module imports beyond clang -Oz's object
-             and the source's declarations (dynamic symbol, relocation, GOT
-             slot, PLT stub for a call). The objective.
+             for it (dynamic symbol, relocation, GOT slot, PLT stub for a call).
+             The objective.
   ram        writable data + bss + the imports' GOT slots: what the module costs
              in RAM on a device.
   text, rodata, unwind, data, bss, dynrelocs, imports, import_slots: the parts,
              for reports.
 
 Imports are charged against -Oz: a candidate that makes a module import a
-symbol that neither the source declares nor -Oz's object imports (memset for a
-loop, exp2 for a pow) must save more than the link adds for it if the symbol
+symbol -Oz's object does not (memset for a loop, exp2 for a pow, a strncmp
+-Oz's code replaced) must save more than the link adds for it if the symbol
 came from a shared library and no other module used it (about 80 bytes and 8
 of RAM). -Oz pays none, and avoiding one of -Oz's imports earns no credit: the
-rest of the program may well import it. Calls into the rest of the program are
-declared by the source and cost nothing. An object file alone
-(``_core.object_sizes``) has no reference and charges no imports.
+rest of the program may well import it. Calls into the rest of the program
+that -Oz makes too cost nothing. An object file alone (``_core.object_sizes``)
+has no reference and charges no imports.
 
 A choice is only allowed to trade bytes for bytes of the same kind: a candidate
 that makes RAM grow is never taken in place of -Oz (``acceptable``), so a
