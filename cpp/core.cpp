@@ -144,7 +144,7 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("obj"), py::arg("position_independent") = true,
   "An ELF object file's sizes as measure() counts them (image, ram, text, rodata, "
   "unwind, data, bss, dynrelocs, imports, import_slots); position_independent: linked into a PIE, clang's default. "
-  "Without the module's IR there is no telling which imports its source asked for: imports are 0.");
+  "A bare object has no -Oz object to compare its imports with: imports are 0.");
   m.attr("OZ_PIPELINE") = clang_llm::ozPipeline();
   m.attr("LLVM_VERSION") = clang_llm::llvmVersion();
 }
